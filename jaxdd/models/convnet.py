@@ -1,0 +1,186 @@
+"""The field's standard ConvNet (ALGORITHMS.md 0.1), in Flax NNX.
+
+Kernels never see the NNX module: `make_convnet` converts it once into a
+`Model` of pure functions over a plain parameter pytree, which is what
+`vmap` over experts/seeds, meta-gradients through unrolled training and
+`jax.jvp` linearisation need.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxdd.errors import ConfigError
+
+Params = dict
+Norm = Literal["instance", "none"]
+Activation = Literal["relu", "softplus"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvNetSpec:
+    """Shape of a ConvNet.
+
+    Attributes:
+      num_classes: C, size of the head.
+      image_shape: ``(H, W, C_in)`` of the inputs.
+      width: channels of every block (128 in the references).
+      depth: number of conv blocks; `depth_for` gives the field's default.
+      norm: ``instance`` (per-sample, per-channel, affine) or ``none``.
+      activation: ``relu``, or ``softplus`` = softplus(β·x)/β (RCIG).
+      softplus_beta: β of the softplus activation.
+    """
+
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    width: int = 128
+    depth: int = 3
+    norm: Norm = "instance"
+    activation: Activation = "relu"
+    softplus_beta: float = 60.0
+
+    def __post_init__(self):
+        h, w, _ = self.image_shape
+        if min(h, w) >> self.depth < 1:
+            raise ConfigError(
+                f"a depth-{self.depth} ConvNet pools {h}x{w} images below 1 pixel: "
+                f"use depth <= {int(math.log2(min(h, w)))}"
+            )
+        if self.norm not in ("instance", "none"):
+            raise ConfigError(f"norm must be 'instance' or 'none', got {self.norm!r}")
+        if self.activation not in ("relu", "softplus"):
+            raise ConfigError(f"activation must be 'relu' or 'softplus', got {self.activation!r}")
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of φ(x), the flattened output of the last block."""
+        h, w, _ = self.image_shape
+        return (h >> self.depth) * (w >> self.depth) * self.width
+
+
+def depth_for(image_size: int) -> int:
+    """The references' depth: 3 at 28–32 px, 4 at 64 px, 5 at 128 px.
+
+    Smaller images get the deepest net that keeps a 2×2 map before the head
+    (8×8 digits: depth 2), since instance norm over a 1×1 map is degenerate
+    and a 1-pixel last block trains far slower. 1-channel 28×28 images run
+    at 28 (28→14→7→3) instead of being padded to 32 as the references do.
+    """
+    if image_size <= 32:
+        return max(1, min(3, image_size.bit_length() - 2))
+    return 4 if image_size <= 64 else 5
+
+
+def _torch_like_init(fan_in: int):
+    """PyTorch's default Conv/Linear init, which the published numbers used.
+
+    Weights U(±1/√fan_in) (kaiming-uniform with a=√5) and bias U(±1/√fan_in).
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class _Block(nnx.Module):
+    def __init__(self, cin: int, spec: ConvNetSpec, *, rngs: nnx.Rngs):
+        init = _torch_like_init(cin * 9)
+        self.conv = nnx.Conv(
+            cin, spec.width, (3, 3), padding="SAME", kernel_init=init, bias_init=init, rngs=rngs
+        )
+        self.norm = spec.norm
+        if spec.norm == "instance":
+            self.scale = nnx.Param(jnp.ones((spec.width,)))
+            self.shift = nnx.Param(jnp.zeros((spec.width,)))
+        self.activation = spec.activation
+        self.beta = spec.softplus_beta
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.conv(x)
+        if self.norm == "instance":
+            # Hand-written: measurably faster than GroupNorm(groups=C) on XLA:CPU.
+            mean = x.mean(axis=(1, 2), keepdims=True)
+            var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
+            x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.scale[...] + self.shift[...]
+        if self.activation == "relu":
+            x = jax.nn.relu(x)
+        else:
+            x = jax.nn.softplus(self.beta * x) / self.beta
+        n, h, w, c = x.shape
+        x = x[:, : h // 2 * 2, : w // 2 * 2]  # AvgPool2d(2, 2) floors odd sizes
+        return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+class ConvNet(nnx.Module):
+    """ConvNet: depth × [conv3×3 → norm → act → avgpool2] → flatten → Dense(C)."""
+
+    def __init__(self, spec: ConvNetSpec, *, rngs: nnx.Rngs):
+        cins = [spec.image_shape[-1]] + [spec.width] * (spec.depth - 1)
+        self.blocks = nnx.List([_Block(cin, spec, rngs=rngs) for cin in cins])
+        init = _torch_like_init(spec.feature_dim)
+        self.head = nnx.Linear(
+            spec.feature_dim, spec.num_classes, kernel_init=init, bias_init=init, rngs=rngs
+        )
+
+    def features(self, x: jax.Array) -> jax.Array:
+        """φ(x): ``[N, H, W, C_in] → [N, feature_dim]``."""
+        for block in self.blocks:
+            x = block(x)
+        return x.reshape(x.shape[0], -1)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Logits: ``[N, H, W, C_in] → [N, num_classes]``."""
+        return self.head(self.features(x))
+
+
+class Model(NamedTuple):
+    """A network as pure functions over a parameter pytree.
+
+    Attributes:
+      init: ``key → params``; vmappable over keys.
+      apply: ``(params, x [N, H, W, C]) → logits [N, num_classes]``.
+      features: ``(params, x) → φ [N, feature_dim]``.
+      spec: the architecture it was built from.
+    """
+
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]
+    features: Callable[[Params, jax.Array], jax.Array]
+    spec: ConvNetSpec
+
+
+def make_convnet(spec: ConvNetSpec) -> Model:
+    """Converts the NNX ConvNet of `spec` into a `Model` of pure functions.
+
+    Example:
+      >>> model = make_convnet(ConvNetSpec(10, (28, 28, 1), width=16))
+      >>> params = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 4))
+      >>> jax.vmap(model.apply, (0, None))(params, jnp.zeros((2, 28, 28, 1))).shape
+      (4, 2, 10)
+    """
+    graphdef, _ = nnx.split(nnx.eval_shape(lambda: ConvNet(spec, rngs=nnx.Rngs(0))))
+
+    def init(key: jax.Array) -> Params:
+        return nnx.split(ConvNet(spec, rngs=nnx.Rngs(key)))[1].to_pure_dict()
+
+    def apply(params: Params, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, params)(x)
+
+    def features(params: Params, x: jax.Array) -> jax.Array:
+        return nnx.merge(graphdef, params).features(x)
+
+    return Model(init, apply, features, spec)
+
+
+def init_many(model: Model, num: int, *, key: jax.Array) -> Params:
+    """``num`` independently initialised parameter sets, stacked on axis 0."""
+    return jax.vmap(model.init)(jax.random.split(key, num))

@@ -1,0 +1,32 @@
+"""Per-batch losses on logits; targets are always ``[B, C]`` float."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean over the batch of −Σ_c t_c log softmax(logits)_c.
+
+    Args:
+      logits: ``[B, C]``.
+      targets: ``[B, C]`` probabilities (one-hot for hard labels).
+
+    Returns:
+      scalar.
+    """
+    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+
+
+def mean_squared_error(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean over the batch of ½‖logits − targets‖² (RCIG's evaluation loss)."""
+    return 0.5 * jnp.mean(jnp.sum(jnp.square(logits - targets), axis=-1))
+
+
+LOSSES = {"ce": soft_cross_entropy, "mse": mean_squared_error}
+
+
+def one_hot(labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[N] int → [N, C] float32``."""
+    return jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)

@@ -1,0 +1,165 @@
+"""Pure kernels that train a network on a fixed (image, target) set.
+
+One set of kernels serves every "train a fresh net" need: evaluation of a
+distilled set (ALGORITHMS.md 0.5), the ERM / random-subset baselines (0.6)
+and, later, experts and referees. The learning rate is a traced scalar in
+the state, so a driver can `vmap` over seeds *and* learning rates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxdd.models.convnet import Model, Params
+from jaxdd.ops import dsa as dsa_lib
+from jaxdd.ops.losses import LOSSES
+
+Preprocess = Callable[[jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a fresh network is trained (defaults: the SGD protocol of 0.5).
+
+    Attributes:
+      optimizer: ``sgd`` (momentum, coupled weight decay as in PyTorch) or
+        ``adam`` (linear warmup then cosine decay to 0, RCIG's protocol).
+      lr: base learning rate (a driver may override it per run).
+      epochs: passes over the training set.
+      batch_size: minibatch size; a set smaller than it is one full batch.
+      momentum: SGD momentum.
+      weight_decay: L2 coefficient added to the gradient.
+      lr_milestones: fractions of training after which the lr is multiplied
+        by `lr_gamma` (SGD only).
+      lr_gamma: the step-decay factor.
+      warmup_steps: linear warmup steps (Adam only).
+      loss: ``ce`` (soft cross-entropy on target probabilities) or ``mse``.
+      dsa: apply DSA (0.2) to every training batch.
+      num_seeds: networks trained at once (vmapped), each from its own init
+        and data order.
+      eval_batch: test-set batch size when measuring accuracy.
+    """
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.01
+    epochs: int = 1000
+    batch_size: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_milestones: tuple[float, ...] = (0.5,)
+    lr_gamma: float = 0.1
+    warmup_steps: int = 500
+    loss: Literal["ce", "mse"] = "ce"
+    dsa: bool = True
+    num_seeds: int = 5
+    eval_batch: int = 500
+
+
+class TrainState(NamedTuple):
+    """State of ONE network in training; drivers stack it over seeds/lrs."""
+
+    params: Params
+    opt_state: optax.OptState
+    lr: jax.Array  # scalar base learning rate
+    key: jax.Array  # data order + augmentation randomness
+
+
+def batch_geometry(num_examples: int, batch_size: int) -> tuple[int, int]:
+    """``(batch, steps_per_epoch)``; the last partial batch of an epoch is dropped."""
+    batch = min(batch_size, num_examples)
+    return batch, max(1, num_examples // batch)
+
+
+def _gradient_transform(config: TrainConfig) -> optax.GradientTransformation:
+    """The optimizer without its learning rate (applied by `lr_factor`)."""
+    decay = optax.add_decayed_weights(config.weight_decay)
+    if config.optimizer == "sgd":
+        return optax.chain(decay, optax.trace(decay=config.momentum))
+    if config.optimizer == "adam":
+        return optax.chain(decay, optax.scale_by_adam())
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+def lr_factor(config: TrainConfig, step: jax.Array, total_steps: int) -> jax.Array:
+    """Multiplier of the base lr at `step` (step decay, or warmup + cosine)."""
+    step = jnp.asarray(step, jnp.float32)
+    if config.optimizer == "sgd":
+        passed = [step >= round(m * total_steps) for m in config.lr_milestones]
+        return config.lr_gamma ** jnp.sum(jnp.stack(passed)) if passed else jnp.float32(1)
+    warm = max(1, min(config.warmup_steps, total_steps - 1))
+    progress = jnp.clip((step - warm) / max(1, total_steps - warm), 0.0, 1.0)
+    return jnp.where(step < warm, (step + 1) / warm, 0.5 * (1 + jnp.cos(jnp.pi * progress)))
+
+
+def init_state(model: Model, config: TrainConfig, lr: jax.Array, *, key: jax.Array) -> TrainState:
+    """A freshly initialised network and optimizer state."""
+    init_key, run_key = jax.random.split(key)
+    params = model.init(init_key)
+    opt_state = _gradient_transform(config).init(params)
+    return TrainState(params, opt_state, jnp.asarray(lr, jnp.float32), run_key)
+
+
+def batch_indices(key: jax.Array, step: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
+    """Indices of minibatch `step`: a fresh permutation per epoch. ``→ [batch] int32``."""
+    batch, per_epoch = batch_geometry(num_examples, batch_size)
+    perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), num_examples)
+    return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch, batch)
+
+
+def make_train_step(
+    model: Model, config: TrainConfig, total_steps: int, preprocess: Preprocess | None = None
+) -> Callable:
+    """Builds ``step(state, step_index, x, targets) → (state, loss)``.
+
+    `x` is ``[N, H, W, C]`` (float, or anything `preprocess` maps to float),
+    `targets` ``[N, num_classes]`` float. The minibatch is gathered by index
+    inside the kernel, so the whole set stays on the device.
+    """
+    tx = _gradient_transform(config)
+    loss_fn = LOSSES[config.loss]
+
+    def step(state: TrainState, i: jax.Array, x: jax.Array, targets: jax.Array):
+        order_key, aug_key = jax.random.split(state.key)
+        idx = batch_indices(order_key, i, x.shape[0], config.batch_size)
+        xb = jnp.take(x, idx, axis=0)
+        xb = preprocess(xb) if preprocess is not None else xb
+        if config.dsa:
+            xb = dsa_lib.dsa(xb, key=jax.random.fold_in(aug_key, i))
+        tb = jnp.take(targets, idx, axis=0)
+        loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply(p, xb), tb))(state.params)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        scale = -state.lr * lr_factor(config, i, total_steps)
+        params = jax.tree.map(lambda p, u: p + scale * u, state.params, updates)
+        return state._replace(params=params, opt_state=opt_state), loss
+
+    return step
+
+
+def accuracy(
+    model: Model,
+    params: Params,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    batch_size: int,
+    preprocess: Preprocess | None = None,
+) -> jax.Array:
+    """Top-1 accuracy of one network on ``x [M, H, W, C]``, ``y [M] int``; scalar."""
+    m = x.shape[0]
+    nb = -(-m // batch_size)
+    pad = nb * batch_size - m
+    xs = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape(nb, batch_size, *x.shape[1:])
+    ys = jnp.pad(y, (0, pad), constant_values=-1).reshape(nb, batch_size)
+
+    def correct(batch):
+        xb, yb = batch
+        xb = preprocess(xb) if preprocess is not None else xb
+        return jnp.sum(jnp.argmax(model.apply(params, xb), -1) == yb)
+
+    return jnp.sum(jax.lax.map(correct, (xs, ys))) / m
