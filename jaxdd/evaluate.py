@@ -87,14 +87,7 @@ def _run_chunk_fn(model, config, total_steps, chunk, preprocess):
 
         return loops.scan(body, state, start + jnp.arange(chunk))
 
-    return jax.jit(jax.vmap(run, in_axes=(0, None, None, None, None)), donate_argnums=0)
-
-
-def _accuracy_fn(model, batch_size, preprocess):
-    def acc(params, x, y):
-        return accuracy(model, params, x, y, batch_size=batch_size, preprocess=preprocess)
-
-    return jax.jit(jax.vmap(acc, in_axes=(0, None, None)))
+    return run
 
 
 def train_and_evaluate(
@@ -111,6 +104,7 @@ def train_and_evaluate(
     preprocess: Preprocess | None = None,
     devices: Sequence[jax.Device] | None = None,
     progress: bool = True,
+    vectorize: bool | None = None,
     on_eval: Callable[[dict], None] | None = None,
 ) -> tuple[EvalResult, Params]:
     """Trains ``num_seeds × len(lrs)`` fresh networks on (x, targets) and tests them.
@@ -127,6 +121,8 @@ def train_and_evaluate(
       preprocess: pure map applied to every gathered batch (e.g. uint8 → float).
       devices: devices to shard the seed×lr axis over (default: all).
       progress: show a tqdm bar.
+      vectorize: vmap the runs (True) or loop over them (False); default
+        by backend (`jaxdd.ops.loops.vectorize_runs`). Same results.
       on_eval: called with each history entry as it is made (metrics logging).
 
     Returns:
@@ -148,8 +144,20 @@ def train_and_evaluate(
     x, targets, x_test, y_test = parallel.replicate((x, targets, x_test, y_test), mesh)
 
     state = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))(keys, lr_axis)
-    run_chunk = _run_chunk_fn(model, config, total, chunk, preprocess)
-    test_acc = _accuracy_fn(model, config.eval_batch, preprocess)
+    vectorize = loops.vectorize_runs() if vectorize is None else vectorize
+    run_chunk = parallel.map_runs(
+        _run_chunk_fn(model, config, total, chunk, preprocess),
+        (0, None, None, None, None),
+        vectorize=vectorize,
+        donate=True,
+    )
+    test_acc = parallel.map_runs(
+        lambda p, xt, yt: accuracy(
+            model, p, xt, yt, batch_size=config.eval_batch, preprocess=preprocess
+        ),
+        (0, None, None),
+        vectorize=vectorize,
+    )
 
     history: list[dict] = []
     bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)

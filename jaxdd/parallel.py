@@ -7,7 +7,7 @@ jitted, vmapped kernel runs on one device or many with no code change.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -41,3 +41,35 @@ def shard_runs(tree: Any, mesh: Mesh) -> Any:
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf whole on every device of `mesh`."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def map_runs(fn: Callable, in_axes: tuple, *, vectorize: bool, donate: bool = False) -> Callable:
+    """``fn`` over a leading runs axis: one jitted vmap, or a loop of one jitted fn.
+
+    Both give the same results (the loop is what `vmap` means); which one is
+    faster depends on the backend (`jaxdd.ops.loops.vectorize_runs`). In loop
+    mode the runs are sliced out of, and stacked back into, their arrays, so
+    callers always see stacked ``[R, ...]`` inputs and outputs.
+
+    Args:
+      fn: a function of one run.
+      in_axes: per positional argument, 0 (mapped over runs) or None (shared).
+      vectorize: vmap (True) or loop (False).
+      donate: donate the mapped arguments' buffers (vmap mode).
+    """
+    if vectorize:
+        donated = tuple(i for i, a in enumerate(in_axes) if a == 0) if donate else ()
+        return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donated)
+    single = jax.jit(fn)
+
+    def looped(*args):
+        mapped = [a for a, ax in zip(args, in_axes, strict=True) if ax == 0]
+        runs = len(jax.tree.leaves(mapped[0])[0])
+        outs = []
+        for r in range(runs):
+            call = [jax.tree.map(lambda v, r=r: v[r], a) if ax == 0 else a
+                    for a, ax in zip(args, in_axes, strict=True)]
+            outs.append(single(*call))
+        return jax.tree.map(lambda *vs: jax.numpy.stack(vs), *outs)
+
+    return looped

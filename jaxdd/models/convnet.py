@@ -110,7 +110,9 @@ class _Block(nnx.Module):
             # Hand-written: measurably faster than GroupNorm(groups=C) on XLA:CPU.
             mean = x.mean(axis=(1, 2), keepdims=True)
             var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
-            x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * self.scale[...] + self.shift[...]
+            scale = self.scale[...].reshape(1, 1, 1, -1)
+            shift = self.shift[...].reshape(1, 1, 1, -1)
+            x = (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + shift
         if self.activation == "relu":
             x = jax.nn.relu(x)
         else:

@@ -1,0 +1,115 @@
+"""The `jaxdd` command: subcommands over the pipeline stages.
+
+    jaxdd datasets                               what data exists and is here
+    jaxdd baseline --dataset fashion_mnist --noise symmetric:0.4 --kind random --ipc 10
+    jaxdd demo                                   the quick end-to-end job on digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from jaxdd.errors import ConfigError, JaxddError
+from jaxdd.ops.train import TrainConfig
+
+ERM_EPOCHS = 50
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=128, help="ConvNet width (default 128)")
+    p.add_argument("--depth", type=int, default=None, help="ConvNet depth (default: by size)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of evaluated nets")
+    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seeds", type=int, default=5, help="networks trained per result (mean±std)")
+    p.add_argument("--no-dsa", action="store_true", help="train without DSA augmentation")
+    p.add_argument("--eval-every", type=int, default=None, help="test every K epochs")
+    p.add_argument("--max-train", type=int, default=None, help="stratified training subset size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-seed", type=int, default=0)
+    p.add_argument("--out", default="runs", help="root of run directories (default runs/)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxdd", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("datasets", help="list dataset names and whether they are available here")
+    base = sub.add_parser("baseline", help="full-noisy ERM or random-subset baseline")
+    base.add_argument("--dataset", default="digits")
+    base.add_argument("--noise", default="symmetric:0.4", help="e.g. none, symmetric:0.4")
+    base.add_argument("--kind", choices=("erm", "random"), default="random")
+    base.add_argument("--ipc", type=int, default=10, help="images per class (random)")
+    _add_train_args(base)
+    demo = sub.add_parser("demo", help="noisy digits: ERM and random baselines, one table")
+    demo.add_argument("--out", default="runs")
+    demo.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def _train_config(args, kind: str) -> TrainConfig:
+    epochs = args.epochs or (ERM_EPOCHS if kind == "erm" else TrainConfig.epochs)
+    if epochs < 1 or args.seeds < 1 or args.lr <= 0 or args.batch_size < 1:
+        raise ConfigError("--epochs, --seeds and --batch-size must be >= 1 and --lr > 0")
+    return TrainConfig(
+        lr=args.lr,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        num_seeds=args.seeds,
+        dsa=not args.no_dsa,
+    )
+
+
+def cmd_datasets(args) -> None:
+    from jaxdd.data.registry import list_datasets
+
+    for info in list_datasets():
+        mark = "yes" if info.available else "no "
+        print(f"{info.name:15s} available: {mark}  {info.description}")
+        if not info.available:
+            print(f"{'':15s} to get it: {info.how_to_get}")
+
+
+def cmd_baseline(args) -> None:
+    from jaxdd.baselines import BaselineConfig, run_baseline
+    from jaxdd.report import mean_std
+
+    config = BaselineConfig(
+        dataset=args.dataset,
+        noise=args.noise,
+        kind=args.kind,
+        ipc=args.ipc,
+        width=args.width,
+        depth=args.depth,
+        train=_train_config(args, args.kind),
+        eval_every=args.eval_every or (1 if args.kind == "erm" else None),
+        max_train=args.max_train,
+        seed=args.seed,
+        noise_seed=args.noise_seed,
+    )
+    summary, run = run_baseline(config, out_root=args.out, progress=not args.no_progress)
+    print(f"{args.kind} on {summary['dataset']} ({args.noise}): "
+          f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds")
+    print(f"run directory: {run.path}")
+
+
+def cmd_demo(args) -> None:
+    from jaxdd.demo import run_demo
+
+    run_demo(out_root=args.out, progress=not args.no_progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    commands = {"datasets": cmd_datasets, "baseline": cmd_baseline, "demo": cmd_demo}
+    try:
+        commands[args.command](args)
+    except JaxddError as err:
+        print(f"jaxdd: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
