@@ -77,7 +77,9 @@ def random_subset(labels: np.ndarray, ipc: int, num_classes: int, *, seed: int) 
             f"images; use --ipc between 1 and {counts.min()}"
         )
     rng = np.random.default_rng(seed)
-    picks = [rng.choice(np.flatnonzero(labels == c), ipc, replace=False) for c in range(num_classes)]
+    picks = [
+        rng.choice(np.flatnonzero(labels == c), ipc, replace=False) for c in range(num_classes)
+    ]
     return np.concatenate(picks)
 
 

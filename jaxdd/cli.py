@@ -1,8 +1,8 @@
 """The `jaxdd` command: subcommands over the pipeline stages.
 
-    jaxdd datasets                               what data exists and is here
-    jaxdd baseline --dataset fashion_mnist --noise symmetric:0.4 --kind random --ipc 10
-    jaxdd demo                                   the quick end-to-end job on digits
+jaxdd datasets                               what data exists and is here
+jaxdd baseline --dataset fashion_mnist --noise symmetric:0.4 --kind random --ipc 10
+jaxdd demo                                   the quick end-to-end job on digits
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args, kind: str) -> TrainConfig:
-    epochs = args.epochs or (ERM_EPOCHS if kind == "erm" else TrainConfig.epochs)
+    epochs = args.epochs
+    if epochs is None:
+        epochs = ERM_EPOCHS if kind == "erm" else TrainConfig.epochs
     if epochs < 1 or args.seeds < 1 or args.lr <= 0 or args.batch_size < 1:
         raise ConfigError("--epochs, --seeds and --batch-size must be >= 1 and --lr > 0")
     return TrainConfig(
@@ -89,8 +91,10 @@ def cmd_baseline(args) -> None:
         noise_seed=args.noise_seed,
     )
     summary, run = run_baseline(config, out_root=args.out, progress=not args.no_progress)
-    print(f"{args.kind} on {summary['dataset']} ({args.noise}): "
-          f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds")
+    print(
+        f"{args.kind} on {summary['dataset']} ({args.noise}): "
+        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds"
+    )
     print(f"run directory: {run.path}")
 
 

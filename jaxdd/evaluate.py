@@ -9,6 +9,7 @@ that of the FINAL network on the clean test set.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import jax
@@ -75,7 +76,13 @@ class EvalResult:
         return max(self.history, key=lambda h: float(np.mean(h["test_accuracy"][0])))
 
 
-def _run_chunk_fn(model, config, total_steps, chunk, preprocess):
+@functools.lru_cache(maxsize=16)
+def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
+    """The jitted (init, run_chunk, test_accuracy) of one training setup.
+
+    Cached so that repeated evaluations of the same setup (seeds of a sweep,
+    successive distilled sets) reuse one compilation.
+    """
     step = make_train_step(model, config, total_steps, preprocess)
 
     def run(state: TrainState, start, stop, x, targets):
@@ -87,7 +94,17 @@ def _run_chunk_fn(model, config, total_steps, chunk, preprocess):
 
         return loops.scan(body, state, start + jnp.arange(chunk))
 
-    return run
+    def test_accuracy(params, x_test, y_test):
+        return accuracy(
+            model, params, x_test, y_test, batch_size=config.eval_batch, preprocess=preprocess
+        )
+
+    init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
+    run_chunk = parallel.map_runs(
+        run, (0, None, None, None, None), vectorize=vectorize, donate=True
+    )
+    test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
+    return init, run_chunk, test_acc
 
 
 def train_and_evaluate(
@@ -143,21 +160,9 @@ def train_and_evaluate(
     keys, lr_axis = parallel.shard_runs((keys, lr_axis), mesh)
     x, targets, x_test, y_test = parallel.replicate((x, targets, x_test, y_test), mesh)
 
-    state = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))(keys, lr_axis)
     vectorize = loops.vectorize_runs() if vectorize is None else vectorize
-    run_chunk = parallel.map_runs(
-        _run_chunk_fn(model, config, total, chunk, preprocess),
-        (0, None, None, None, None),
-        vectorize=vectorize,
-        donate=True,
-    )
-    test_acc = parallel.map_runs(
-        lambda p, xt, yt: accuracy(
-            model, p, xt, yt, batch_size=config.eval_batch, preprocess=preprocess
-        ),
-        (0, None, None),
-        vectorize=vectorize,
-    )
+    init, run_chunk, test_acc = _kernels(model, config, total, chunk, preprocess, vectorize)
+    state = init(keys, lr_axis)
 
     history: list[dict] = []
     bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)

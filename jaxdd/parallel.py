@@ -67,8 +67,10 @@ def map_runs(fn: Callable, in_axes: tuple, *, vectorize: bool, donate: bool = Fa
         runs = len(jax.tree.leaves(mapped[0])[0])
         outs = []
         for r in range(runs):
-            call = [jax.tree.map(lambda v, r=r: v[r], a) if ax == 0 else a
-                    for a, ax in zip(args, in_axes, strict=True)]
+            call = [
+                jax.tree.map(lambda v, r=r: v[r], a) if ax == 0 else a
+                for a, ax in zip(args, in_axes, strict=True)
+            ]
             outs.append(single(*call))
         return jax.tree.map(lambda *vs: jax.numpy.stack(vs), *outs)
 

@@ -23,3 +23,11 @@ def digits():
         np.asarray(normalize(ds.x_test, mean, std)),
         ds.y_test,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compilation_cache(tmp_path_factory):
+    """Share compiled programs between tests that build identical kernels."""
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    yield

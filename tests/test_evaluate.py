@@ -18,8 +18,15 @@ FAST = TrainConfig(epochs=6, batch_size=128, lr=0.05, num_seeds=2, dsa=False, ev
 def _run(digits, config=FAST, n=400, **kw):
     x, y, xt, yt = digits
     result, params = evaluate.train_and_evaluate(
-        MODEL, x[:n], one_hot(y[:n], 10), xt, yt, config,
-        key=kw.pop("key", jax.random.key(0)), progress=False, **kw,
+        MODEL,
+        x[:n],
+        one_hot(y[:n], 10),
+        xt,
+        yt,
+        config,
+        key=kw.pop("key", jax.random.key(0)),
+        progress=False,
+        **kw,
     )
     return result, params
 
