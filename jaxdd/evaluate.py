@@ -9,26 +9,15 @@ that of the FINAL network on the clean test set.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm.auto import tqdm
 
-from jaxdd import parallel
+from jaxdd import parallel, training
 from jaxdd.models.convnet import Model, Params
-from jaxdd.ops import loops
-from jaxdd.ops.train import (
-    Preprocess,
-    TrainConfig,
-    TrainState,
-    accuracy,
-    batch_geometry,
-    init_state,
-    make_train_step,
-)
+from jaxdd.ops.train import Preprocess, TrainConfig
 
 
 def sgd_protocol(**overrides) -> TrainConfig:
@@ -76,37 +65,6 @@ class EvalResult:
         return max(self.history, key=lambda h: float(np.mean(h["test_accuracy"][0])))
 
 
-@functools.lru_cache(maxsize=16)
-def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
-    """The jitted (init, run_chunk, test_accuracy) of one training setup.
-
-    Cached so that repeated evaluations of the same setup (seeds of a sweep,
-    successive distilled sets) reuse one compilation.
-    """
-    step = make_train_step(model, config, total_steps, preprocess)
-
-    def run(state: TrainState, start, stop, x, targets):
-        def body(s, i):
-            new, loss = step(s, i, x, targets)
-            active = i < stop
-            s = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
-            return s, jnp.where(active, loss, jnp.nan)
-
-        return loops.scan(body, state, start + jnp.arange(chunk))
-
-    def test_accuracy(params, x_test, y_test):
-        return accuracy(
-            model, params, x_test, y_test, batch_size=config.eval_batch, preprocess=preprocess
-        )
-
-    init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
-    run_chunk = parallel.map_runs(
-        run, (0, None, None, None, None), vectorize=vectorize, donate=True
-    )
-    test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
-    return init, run_chunk, test_acc
-
-
 def train_and_evaluate(
     model: Model,
     x: jax.typing.ArrayLike,
@@ -146,43 +104,23 @@ def train_and_evaluate(
       the `EvalResult` and the trained params, stacked ``[L·S, ...]``.
     """
     lrs = tuple(float(v) for v in (lrs if lrs is not None else (config.lr,)))
-    runs = len(lrs) * config.num_seeds
-    n = int(np.shape(x)[0])
-    _, per_epoch = batch_geometry(n, config.batch_size)
-    total = config.epochs * per_epoch
-    period = (eval_every or config.epochs) * per_epoch
-    chunk = loops.default_chunk(min(total, period))
-
-    mesh = parallel.runs_mesh(runs, devices)
     seed_keys = jax.random.split(key, config.num_seeds)
     keys = jnp.concatenate([seed_keys] * len(lrs))
     lr_axis = jnp.repeat(jnp.asarray(lrs, jnp.float32), config.num_seeds)
-    keys, lr_axis = parallel.shard_runs((keys, lr_axis), mesh)
-    x, targets, x_test, y_test = parallel.replicate((x, targets, x_test, y_test), mesh)
-
-    vectorize = loops.vectorize_runs() if vectorize is None else vectorize
-    init, run_chunk, test_acc = _kernels(model, config, total, chunk, preprocess, vectorize)
-    state = init(keys, lr_axis)
-
+    runner = training.Runner(
+        model, x, targets, config, preprocess=preprocess, devices=devices, vectorize=vectorize
+    )
+    initial = runner.init(keys, lr_axis)
+    x_test, y_test = parallel.replicate((x_test, y_test), runner.mesh)
     history: list[dict] = []
-    bar = tqdm(total=total, disable=not progress, desc="train", unit="step", leave=False)
-    for seg_start in range(0, total, period):
-        stop = min(seg_start + period, total)
-        losses = []
-        for start in range(seg_start, stop, chunk):
-            state, loss = run_chunk(state, start, stop, x, targets)
-            losses.append(loss)
-            bar.update(min(chunk, stop - start))
-        acc = np.asarray(test_acc(state.params, x_test, y_test)).reshape(len(lrs), -1)
-        entry = {
-            "epoch": stop // per_epoch,
-            "train_loss": float(np.nanmean(np.concatenate(losses, axis=1))),
-            "test_accuracy": acc.tolist(),
-        }
+    params = None
+    for epoch, state, loss in runner.run(initial, period=eval_every, progress=progress):
+        params = state.params
+        acc = np.asarray(runner.test_accuracy(params, x_test, y_test))
+        acc = acc.reshape(len(lrs), -1)
+        entry = {"epoch": epoch, "train_loss": loss, "test_accuracy": acc.tolist()}
         history.append(entry)
-        bar.set_postfix(acc=f"{acc[0].mean():.4f}")
         if on_eval is not None:
             on_eval(entry)
-    bar.close()
     result = EvalResult(np.asarray(history[-1]["test_accuracy"]), lrs, history)
-    return result, state.params
+    return result, params

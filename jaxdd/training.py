@@ -1,0 +1,138 @@
+"""The driver that trains a runs axis (seeds, lrs, experts) of fresh networks.
+
+Kernels come from `jaxdd.ops.train`; this module owns the Python loop over
+jitted chunks (progress bar, periodic hand-back to the caller for testing,
+snapshots or checkpoints) and where the runs go (`jaxdd.parallel`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxdd import parallel
+from jaxdd.models.convnet import Model
+from jaxdd.ops import loops
+from jaxdd.ops.train import (
+    Preprocess,
+    TrainConfig,
+    TrainState,
+    accuracy,
+    batch_geometry,
+    init_state,
+    make_train_step,
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
+    """The jitted (init, run_chunk, test_accuracy) of one training setup.
+
+    Cached so that repeated evaluations of the same setup (seeds of a sweep,
+    successive distilled sets) reuse one compilation.
+    """
+    step = make_train_step(model, config, total_steps, preprocess)
+
+    def run(state: TrainState, start, stop, x, targets):
+        def body(s, i):
+            new, loss = step(s, i, x, targets)
+            active = i < stop
+            s = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
+            return s, jnp.where(active, loss, jnp.nan)
+
+        return loops.scan(body, state, start + jnp.arange(chunk))
+
+    def test_accuracy(params, x_test, y_test):
+        return accuracy(
+            model, params, x_test, y_test, batch_size=config.eval_batch, preprocess=preprocess
+        )
+
+    init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
+    run_chunk = parallel.map_runs(
+        run, (0, None, None, None, None), vectorize=vectorize, donate=True
+    )
+    test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
+    return init, run_chunk, test_acc
+
+
+class Runner:
+    """Trains R networks (a leading runs axis) on one (x, targets) set.
+
+    Args:
+      model: the network.
+      x: ``[N, H, W, C]`` training images.
+      targets: ``[N, num_classes]`` float targets.
+      config: the training protocol (its `num_seeds` is not used here: the
+        runs are whatever keys `init` is given).
+      preprocess: pure map applied to every gathered batch.
+      devices: devices to shard the runs over (default: all).
+      vectorize: vmap (True) or loop (False) over runs; default by backend.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        x: jax.typing.ArrayLike,
+        targets: jax.typing.ArrayLike,
+        config: TrainConfig,
+        *,
+        preprocess: Preprocess | None = None,
+        devices: Sequence[jax.Device] | None = None,
+        vectorize: bool | None = None,
+    ):
+        self.config = config
+        self.devices = devices
+        _, self.steps_per_epoch = batch_geometry(int(np.shape(x)[0]), config.batch_size)
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.chunk = loops.default_chunk(self.total_steps)
+        self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize
+        self._x, self._targets = x, targets
+        self._init, self._run_chunk, self.test_accuracy = _kernels(
+            model, config, self.total_steps, self.chunk, preprocess, self.vectorize
+        )
+
+    def init(self, keys: jax.Array, lrs: jax.Array) -> TrainState:
+        """Fresh states for ``keys [R]`` and base learning rates ``lrs [R]``, sharded."""
+        self.mesh = parallel.runs_mesh(len(keys), self.devices)
+        keys, lrs = parallel.shard_runs((keys, lrs), self.mesh)
+        self._x, self._targets = parallel.replicate((self._x, self._targets), self.mesh)
+        return self._init(keys, lrs)
+
+    def run(
+        self,
+        state: TrainState,
+        *,
+        period: int | None = None,
+        start_epoch: int = 0,
+        progress: bool = True,
+    ) -> Iterator[tuple[int, TrainState, float]]:
+        """Trains from `start_epoch`, yielding ``(epoch, state, mean loss)`` every `period` epochs.
+
+        The last yield is at ``config.epochs``. Stepping is deterministic in
+        the state and the step index, so a run resumed from a yielded state
+        continues exactly as it would have.
+        """
+        per_epoch, total = self.steps_per_epoch, self.total_steps
+        span = (period or self.config.epochs) * per_epoch
+        bar = tqdm(
+            total=total,
+            initial=start_epoch * per_epoch,
+            disable=not progress,
+            desc="train",
+            unit="step",
+            leave=False,
+        )
+        for seg_start in range(start_epoch * per_epoch, total, span):
+            stop = min(seg_start + span, total)
+            losses = []
+            for start in range(seg_start, stop, self.chunk):
+                state, loss = self._run_chunk(state, start, stop, self._x, self._targets)
+                losses.append(loss)
+                bar.update(min(self.chunk, stop - start))
+            yield stop // per_epoch, state, float(np.nanmean(np.concatenate(losses, axis=1)))
+        bar.close()
