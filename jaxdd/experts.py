@@ -1,0 +1,135 @@
+"""Expert trajectories for trajectory matching (ALGORITHMS.md 1.1).
+
+E ConvNets, each from its own init and data order, trained at once (the
+runs axis of `jaxdd.training.Runner`: vmapped and sharded on accelerators)
+with plain SGD and DSA; parameters are snapshotted at init and after every
+epoch. The result is ONE stacked pytree with leading axes (expert, epoch):
+``[E, T + 1, ...]`` per leaf.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdd.models.convnet import Model, Params
+from jaxdd.ops.train import Preprocess, TrainConfig
+from jaxdd.training import Runner
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpertConfig:
+    """How experts are trained (reference values of 1.1).
+
+    Attributes:
+      num_experts: E (references: 100).
+      epochs: T, snapshots after every epoch (MTT 50; DATM needs
+        T ≥ max_start_epoch + expert_epochs).
+      lr: lr_teacher, constant.
+      batch_size: SGD batch.
+      dsa: DSA on every batch.
+    """
+
+    num_experts: int = 10
+    epochs: int = 50
+    lr: float = 0.01
+    batch_size: int = 256
+    dsa: bool = True
+
+    def train_config(self) -> TrainConfig:
+        """The plain-SGD protocol: no momentum, no weight decay, constant lr."""
+        return TrainConfig(
+            lr=self.lr,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            momentum=0.0,
+            weight_decay=0.0,
+            lr_milestones=(),
+            dsa=self.dsa,
+            num_seeds=self.num_experts,
+        )
+
+
+def _to_host(tree: Params) -> Params:
+    return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def train_experts(
+    model: Model,
+    x: jax.typing.ArrayLike,
+    targets: jax.typing.ArrayLike,
+    config: ExpertConfig,
+    *,
+    key: jax.Array,
+    checkpointer=None,
+    preprocess: Preprocess | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    vectorize: bool | None = None,
+    progress: bool = True,
+) -> Params:
+    """Trains `config.num_experts` experts and returns their trajectories.
+
+    Args:
+      model: the network.
+      x: ``[N, H, W, C]`` training images (the trusted space under TAD).
+      targets: ``[N, C]`` float targets (one-hot of noisy, clean or
+        recalibrated labels).
+      config: the expert protocol.
+      key: seeds every expert's init and data order.
+      checkpointer: a `jaxdd.checkpoint.Checkpointer` keeping every step
+        (``max_to_keep=None``); if given, the state at init and after each
+        epoch is saved there (its params ARE the snapshots) and an
+        interrupted run resumes from the latest saved epoch, giving the same
+        trajectory.
+      preprocess, devices, vectorize, progress: as in `jaxdd.training.Runner`.
+
+    Returns:
+      the trajectories: a params pytree with leaves ``[E, T + 1, ...]``
+      (host numpy), snapshot 0 = init, snapshot t = after epoch t.
+    """
+    runner = Runner(
+        model,
+        x,
+        targets,
+        config.train_config(),
+        preprocess=preprocess,
+        devices=devices,
+        vectorize=vectorize,
+    )
+    keys = jax.random.split(key, config.num_experts)
+    state = runner.init(keys, jnp.full((config.num_experts,), config.lr, jnp.float32))
+    start = 0
+    if checkpointer is not None:
+        start, state = _resume(checkpointer, state)
+        snapshots = [_to_host(checkpointer.restore(state, step=e).params) for e in range(start)]
+    else:
+        snapshots = []
+    snapshots.append(_to_host(state.params))
+    for epoch, trained, _ in runner.run(state, period=1, start_epoch=start, progress=progress):
+        snapshots.append(_to_host(trained.params))
+        if checkpointer is not None:
+            checkpointer.save(epoch, trained, force=True)
+    return jax.tree.map(lambda *s: np.stack(s, axis=1), *snapshots)
+
+
+def _resume(checkpointer, state):
+    """``(epoch, state)`` to start from: the latest checkpoint, or a saved init."""
+    latest = checkpointer.latest_step()
+    if latest is None:
+        checkpointer.save(0, state, force=True)
+        return 0, state
+    return latest, checkpointer.restore(state, step=latest)
+
+
+def snapshot(trajectories: Params, expert: jax.Array, epoch: jax.Array) -> Params:
+    """``trajectories[expert, epoch]`` for traced indices (no host round trip)."""
+    return jax.tree.map(
+        lambda leaf: jax.lax.dynamic_index_in_dim(
+            jax.lax.dynamic_index_in_dim(leaf, expert, 0, keepdims=False), epoch, 0, False
+        ),
+        trajectories,
+    )

@@ -1,0 +1,1 @@
+"""Distillation methods: one module per method (Config, init, step, run)."""

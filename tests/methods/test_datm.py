@@ -1,0 +1,131 @@
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdd.methods import datm
+from jaxdd.methods.datm_init import expert_label_logits
+from jaxdd.models.convnet import ConvNetSpec, Model, make_convnet
+
+MODEL = make_convnet(ConvNetSpec(3, (6, 6, 1), width=4, depth=1))
+TINY = datm.DATMConfig(ipc=2, syn_steps=3, dsa=False, soft_labels=True)
+
+
+def _problem(dtype=jnp.float32):
+    k = jax.random.split(jax.random.key(0), 4)
+    images = jax.random.normal(k[0], (6, 6, 6, 1), dtype)
+    labels = jax.random.normal(k[1], (6, 3), dtype)
+    start = jax.tree.map(lambda a: a.astype(dtype), MODEL.init(k[2]))
+    target = jax.tree.map(lambda a, b: a + 0.05 * b.astype(dtype), start, MODEL.init(k[3]))
+    return images, labels, jnp.asarray(0.05, dtype), start, target
+
+
+def _loss(config, images, labels, lr, start, target):
+    return datm.matching_loss(
+        MODEL, config, images, labels, lr, start, target, key=jax.random.key(7)
+    )
+
+
+def test_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        images, labels, lr, start, target = _problem(jnp.float64)
+        grads = jax.grad(_loss, argnums=(1, 2, 3))(TINY, images, labels, lr, start, target)
+        rng = np.random.default_rng(0)
+        eps = 1e-5
+        for argnum, grad in zip((1, 2, 3), grads, strict=True):
+            args = [TINY, images, labels, lr, start, target]
+            direction = jnp.asarray(rng.standard_normal(np.shape(args[argnum])))
+            plus, minus = list(args), list(args)
+            plus[argnum] = args[argnum] + eps * direction
+            minus[argnum] = args[argnum] - eps * direction
+            numeric = (_loss(*plus) - _loss(*minus)) / (2 * eps)
+            analytic = jnp.sum(grad * direction)
+            np.testing.assert_allclose(analytic, numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_remat_gives_the_same_gradient():
+    images, labels, lr, start, target = _problem()
+    remat = dataclasses.replace(TINY, remat=True)
+    g0 = jax.grad(_loss, argnums=(1, 2, 3))(TINY, images, labels, lr, start, target)
+    g1 = jax.grad(_loss, argnums=(1, 2, 3))(remat, images, labels, lr, start, target)
+    for a, b in zip(g0, g1, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_loss_is_one_when_the_student_does_not_move():
+    images, labels, lr, start, target = _problem()
+    assert float(_loss(TINY, images, labels, 0.0 * lr, start, target)) == pytest.approx(1.0)
+    assert float(_loss(TINY, images, labels, lr, start, target)) != pytest.approx(1.0)
+
+
+def test_window_schedule_follows_section_1_4():
+    cfg = datm.DATMConfig(current_max_start_epoch=10, max_start_epoch=20, expansion_end_epoch=1000)
+    got = [int(datm.window_upper(cfg, it)) for it in (0, 99, 100, 550, 999, 1000, 5000)]
+    assert got == [10, 10, 11, 15, 19, 20, 20]
+    off = dataclasses.replace(cfg, sequential_generation=False)
+    assert int(datm.window_upper(off, 0)) == 20
+
+
+def test_start_epochs_stay_inside_the_window():
+    cfg = datm.DATMConfig(
+        min_start_epoch=2, current_max_start_epoch=4, max_start_epoch=6, expansion_end_epoch=10
+    )
+    keys = jax.random.split(jax.random.key(0), 400)
+    upper = datm.window_upper(cfg, 0)
+    starts = jax.vmap(lambda k: jax.random.randint(k, (), cfg.min_start_epoch, upper))(keys)
+    assert set(np.asarray(starts).tolist()) == {2, 3}
+
+
+def test_minibatch_schedule_chunks_permutations():
+    batches = np.asarray(datm.minibatch_schedule(jax.random.key(0), 10, 3, 7))
+    assert batches.shape == (7, 3)
+    first = batches[:3].ravel()  # 10 // 3 = 3 full chunks of one permutation
+    assert len(set(first.tolist())) == 9
+    assert not np.array_equal(batches[:3], batches[3:6])
+
+
+def _trajectories(num_experts=2, epochs=6):
+    keys = jax.random.split(jax.random.key(1), num_experts * (epochs + 1))
+    snaps = jax.vmap(MODEL.init)(keys)
+    return jax.tree.map(lambda a: a.reshape(num_experts, epochs + 1, *a.shape[1:]), snaps)
+
+
+def test_gate_and_nan_skip_the_update():
+    images, labels, _, _, _ = _problem()
+    traj = _trajectories()
+    cfg = dataclasses.replace(TINY, current_max_start_epoch=2, max_start_epoch=3, threshold=0.0)
+    state = datm.init_state(images, labels, cfg, key=jax.random.key(0))
+    new, metrics = datm.distill_step(MODEL, cfg, state, traj)
+    assert not bool(metrics["accepted"]) and int(new.skipped) == 1
+    np.testing.assert_array_equal(new.images, state.images)
+    poisoned = state._replace(images=state.images.at[0, 0, 0, 0].set(jnp.nan))
+    loose = dataclasses.replace(cfg, threshold=10.0)
+    new, metrics = datm.distill_step(MODEL, loose, poisoned, traj)
+    assert not bool(metrics["accepted"])
+    ok, metrics = datm.distill_step(MODEL, loose, state, traj)
+    assert bool(metrics["accepted"]) and int(ok.iteration) == 1
+    assert not np.allclose(ok.images, state.images)
+    assert float(ok.syn_lr) != float(state.syn_lr)
+
+
+def test_hard_labels_stay_fixed():
+    images, labels, _, _, _ = _problem()
+    cfg = dataclasses.replace(
+        TINY, soft_labels=False, threshold=10.0, current_max_start_epoch=2, max_start_epoch=3
+    )
+    onehot = jax.nn.one_hot(jnp.arange(6) % 3, 3)
+    state = datm.init_state(images, onehot, cfg, key=jax.random.key(0))
+    new, _ = datm.distill_step(MODEL, cfg, state, _trajectories())
+    np.testing.assert_array_equal(new.labels, onehot)
+
+
+def test_soft_label_init_averages_only_experts_that_are_right():
+    fake = Model(None, lambda p, x: jnp.broadcast_to(p["logits"], (x.shape[0], 3)), None, None)
+    finals = np.array([[5.0, 0, 0], [0, 5.0, 0], [4.0, 1.0, 0]])  # experts' final logits
+    traj = {"logits": np.stack([np.zeros_like(finals), finals], axis=1)}  # [E, T+1, C]
+    got = expert_label_logits(fake, traj, np.zeros((3, 2, 2, 1)), np.array([0, 1, 2]))
+    np.testing.assert_allclose(got[0], [4.5, 0.5, 0])  # experts 0 and 2 say class 0
+    np.testing.assert_allclose(got[1], [0, 5.0, 0])  # only expert 1 says class 1
+    np.testing.assert_allclose(got[2], finals.mean(0))  # nobody right: all experts
