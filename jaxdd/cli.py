@@ -8,6 +8,7 @@ jaxdd demo                                   the quick end-to-end job on digits
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from jaxdd.errors import ConfigError, JaxddError
@@ -42,10 +43,128 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--kind", choices=("erm", "random"), default="random")
     base.add_argument("--ipc", type=int, default=10, help="images per class (random)")
     _add_train_args(base)
+    _add_distill_parser(sub)
     demo = sub.add_parser("demo", help="noisy digits: ERM and random baselines, one table")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _add_distill_parser(sub) -> None:
+    from jaxdd.methods.datm import DATMConfig
+
+    p = sub.add_parser("distill", help="DATM / MTT trajectory matching on (noisy) data")
+    p.add_argument("--method", choices=("datm", "mtt"), default="datm")
+    p.add_argument("--config", help="Python file whose get_config() returns a DistillConfig")
+    for name, kind in [
+        ("dataset", str),
+        ("noise", str),
+        ("width", int),
+        ("depth", int),
+        ("max_train", int),
+        ("seed", int),
+        ("noise_seed", int),
+        ("checkpoint_every", int),
+        ("log_every", int),
+    ]:
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+    group = p.add_argument_group("trajectory matching (ALGORITHMS.md 1.6 names)")
+    for field in dataclasses.fields(DATMConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = int if field.name == "batch_syn" else type(field.default)
+            group.add_argument(flag, type=kind, default=None)
+    group = p.add_argument_group("experts and evaluation")
+    group.add_argument("--num-experts", type=int, default=None)
+    group.add_argument("--expert-train-epochs", type=int, default=None)
+    group.add_argument("--eval-epochs", type=int, default=None)
+    group.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--run-dir", help="resume (or create) the run in exactly this directory")
+    p.add_argument("--experts-dir", default="runs/experts", help="expert trajectory cache")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _distill_config(args):
+    from jaxdd.distill import DistillConfig
+    from jaxdd.methods.datm import DATMConfig, mtt_config
+
+    if args.config:
+        base = _load_config_file(args.config)
+    else:
+        base = DistillConfig(
+            method=args.method, datm=mtt_config() if args.method == "mtt" else DATMConfig()
+        )
+    given = lambda names: {n: getattr(args, n) for n in names if getattr(args, n) is not None}  # noqa: E731
+    top = given(
+        [
+            "dataset",
+            "noise",
+            "width",
+            "depth",
+            "max_train",
+            "seed",
+            "noise_seed",
+            "checkpoint_every",
+            "log_every",
+        ]
+    )
+    datm = dataclasses.replace(base.datm, **given(f.name for f in dataclasses.fields(DATMConfig)))
+    experts = dataclasses.replace(
+        base.experts,
+        **{
+            k: v
+            for k, v in [("num_experts", args.num_experts), ("epochs", args.expert_train_epochs)]
+            if v is not None
+        },
+    )
+    evaluation = dataclasses.replace(
+        base.eval,
+        **{
+            k: v
+            for k, v in [("epochs", args.eval_epochs), ("num_seeds", args.seeds)]
+            if v is not None
+        },
+    )
+    return dataclasses.replace(base, **top, datm=datm, experts=experts, eval=evaluation)
+
+
+def _load_config_file(path: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("jaxdd_user_config", path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot read config file {path!r}: pass a .py file with get_config()")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} does not exist") from None
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path!r} defines no get_config() function")
+    return module.get_config()
+
+
+def cmd_distill(args) -> None:
+    from jaxdd.distill import run_distill
+    from jaxdd.report import mean_std
+
+    config = _distill_config(args)
+    summary, run = run_distill(
+        config,
+        out_root=args.out,
+        run_dir=args.run_dir,
+        experts_dir=args.experts_dir,
+        progress=not args.no_progress,
+    )
+    print(
+        f"{config.method} on {summary['dataset']} ({config.noise}), IPC {config.datm.ipc}: "
+        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds "
+        f"(learned lr {summary['syn_lr']:.4g})"
+    )
+    print(f"run directory: {run.path}")
 
 
 def _train_config(args, kind: str) -> TrainConfig:
@@ -106,7 +225,12 @@ def cmd_demo(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    commands = {"datasets": cmd_datasets, "baseline": cmd_baseline, "demo": cmd_demo}
+    commands = {
+        "datasets": cmd_datasets,
+        "baseline": cmd_baseline,
+        "distill": cmd_distill,
+        "demo": cmd_demo,
+    }
     try:
         commands[args.command](args)
     except JaxddError as err:

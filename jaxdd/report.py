@@ -49,10 +49,25 @@ class RunDir:
         path.mkdir(parents=True)
         self.path = path
 
+    @classmethod
+    def at(cls, path: str | pathlib.Path) -> RunDir:
+        """An existing (or new) run directory at exactly `path`, e.g. to resume a run."""
+        run = cls.__new__(cls)
+        run.path = pathlib.Path(path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
     def write_json(self, name: str, value: Any) -> pathlib.Path:
         out = self.path / name
         out.write_text(json.dumps(_jsonable(value), indent=2) + "\n")
         return out
+
+    def read_events(self) -> list[dict]:
+        """Every event logged so far (also those of earlier, resumed sessions)."""
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def log(self, **event: Any) -> None:
         """Appends one event to ``metrics.jsonl``."""
@@ -127,6 +142,31 @@ def save_image_grid(
                     side.set_linewidth(2)
         axes[c, 0].set_ylabel(str(class_names[c])[:12], rotation=0, ha="right", va="center")
     fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return pathlib.Path(path)
+
+
+def save_curves(
+    path: str | pathlib.Path,
+    x: Sequence[float],
+    series: dict[str, Sequence[float]],
+    *,
+    xlabel: str = "",
+) -> pathlib.Path:
+    """One small panel per named series (e.g. matching loss, student lr) in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(series), figsize=(4 * len(series), 3), squeeze=False)
+    for ax, (name, values) in zip(axes[0], series.items(), strict=True):
+        ax.plot(x, values)
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

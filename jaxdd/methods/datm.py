@@ -32,7 +32,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxdd import parallel
 from jaxdd.experts import snapshot
 from jaxdd.models.convnet import Model, Params
 from jaxdd.ops import dsa as dsa_lib
@@ -149,8 +151,10 @@ def init_state(
     syn_lr = jnp.asarray(config.lr_teacher, jnp.float32)
     params = (images, labels, syn_lr)
     opt_state = tuple(tx.init(p) for tx, p in zip(_optimizers(config), params, strict=True))
-    zero = jnp.zeros((), jnp.int32)
-    return DATMState(images, labels, syn_lr, opt_state, zero, zero, key)
+    # Two distinct zero buffers: the step donates the state, and one buffer
+    # cannot be donated twice.
+    iteration, skipped = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)
+    return DATMState(images, labels, syn_lr, opt_state, iteration, skipped, key)
 
 
 def window_upper(config: DATMConfig, iteration: jax.Array) -> jax.Array:
@@ -281,3 +285,21 @@ def distill_step(
         "accepted": accept,
     }
     return next_state, metrics
+
+
+def shard_state(state: DATMState, mesh: jax.sharding.Mesh) -> DATMState:
+    """Splits the synthetic images/labels (and their momenta) over the mesh's runs axis.
+
+    Everything else is replicated; `jax.jit` then partitions the student's
+    minibatch work across devices (GSPMD). Needs ``N_s`` divisible by the
+    mesh size (`jaxdd.parallel.runs_mesh(N_s)` picks such a mesh).
+    """
+    split = NamedSharding(mesh, PartitionSpec(parallel.RUNS))
+    whole = NamedSharding(mesh, PartitionSpec())
+    n_syn = state.images.shape[0]
+
+    def place(x):
+        sharded = getattr(x, "ndim", 0) >= 1 and x.shape[0] == n_syn
+        return jax.device_put(x, split if sharded else whole)
+
+    return jax.tree.map(place, state)

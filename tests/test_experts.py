@@ -1,0 +1,46 @@
+import shutil
+
+import jax
+import numpy as np
+
+from jaxdd.checkpoint import Checkpointer
+from jaxdd.experts import ExpertConfig, snapshot, train_experts
+from jaxdd.models.convnet import ConvNetSpec, make_convnet
+from jaxdd.ops.losses import one_hot
+
+MODEL = make_convnet(ConvNetSpec(10, (8, 8, 1), width=4, depth=2))
+CONFIG = ExpertConfig(num_experts=2, epochs=3, batch_size=100, dsa=False)
+
+
+def _train(digits, **kw):
+    x, y, _, _ = digits
+    return train_experts(
+        MODEL, x[:300], one_hot(y[:300], 10), CONFIG, key=jax.random.key(0), progress=False, **kw
+    )
+
+
+def test_trajectories_have_expert_and_epoch_axes(digits):
+    traj = _train(digits)
+    kernel = traj["head"]["kernel"]
+    assert kernel.shape == (2, 4, 2 * 2 * 4, 10)
+    assert not np.allclose(kernel[0, 0], kernel[1, 0])  # own inits
+    assert not np.allclose(kernel[0, 0], kernel[0, 3])  # training moved them
+    # constant lr, no momentum: epoch steps are roughly comparable in size
+    steps = [np.linalg.norm(kernel[0, t + 1] - kernel[0, t]) for t in range(3)]
+    assert min(steps) > 0
+    picked = snapshot(jax.tree.map(jax.numpy.asarray, traj), 1, 2)
+    np.testing.assert_array_equal(picked["head"]["kernel"], kernel[1, 2])
+
+
+def test_interrupted_expert_training_resumes_to_the_same_trajectory(digits, tmp_path):
+    straight = _train(digits)
+    with Checkpointer(tmp_path / "ck", max_to_keep=None) as ckpt:
+        _train(digits, checkpointer=ckpt)
+        assert ckpt.steps() == [0, 1, 2, 3]
+    shutil.rmtree(tmp_path / "ck" / "3")  # "killed" before the last epoch was saved
+    shutil.rmtree(tmp_path / "ck" / "2")
+    with Checkpointer(tmp_path / "ck", max_to_keep=None) as ckpt:
+        assert ckpt.latest_step() == 1
+        resumed = _train(digits, checkpointer=ckpt)
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
