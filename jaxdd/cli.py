@@ -55,7 +55,12 @@ def _add_distill_parser(sub) -> None:
 
     p = sub.add_parser("distill", help="DATM / MTT trajectory matching on (noisy) data")
     p.add_argument("--method", choices=("datm", "mtt"), default="datm")
-    p.add_argument("--config", help="Python file whose get_config() returns a DistillConfig")
+    p.add_argument(
+        "--config",
+        help="FILE.py or FILE.py:NAME whose get_config([NAME]) returns a DistillConfig "
+        "(e.g. experiments/datm.py:fashion_mnist-ipc10); other flags override it",
+    )
+    p.add_argument("--zca", action=argparse.BooleanOptionalAction, default=None)
     for name, kind in [
         ("dataset", str),
         ("noise", str),
@@ -100,6 +105,7 @@ def _distill_config(args):
     given = lambda names: {n: getattr(args, n) for n in names if getattr(args, n) is not None}  # noqa: E731
     top = given(
         [
+            "zca",
             "dataset",
             "noise",
             "width",
@@ -134,6 +140,7 @@ def _distill_config(args):
 def _load_config_file(path: str):
     import importlib.util
 
+    path, _, name = path.partition(":")
     spec = importlib.util.spec_from_file_location("jaxdd_user_config", path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"cannot read config file {path!r}: pass a .py file with get_config()")
@@ -144,7 +151,7 @@ def _load_config_file(path: str):
         raise ConfigError(f"config file {path!r} does not exist") from None
     if not hasattr(module, "get_config"):
         raise ConfigError(f"config file {path!r} defines no get_config() function")
-    return module.get_config()
+    return module.get_config(name) if name else module.get_config()
 
 
 def cmd_distill(args) -> None:

@@ -23,7 +23,7 @@ from jaxdd import evaluate, parallel, report
 from jaxdd.baselines import stratified_cap
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.data import noise as noise_lib
-from jaxdd.data.preprocess import denormalize, normalize
+from jaxdd.data.preprocess import pixel_space
 from jaxdd.data.registry import load_dataset
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig, train_experts
@@ -46,6 +46,7 @@ class DistillConfig:
       eval: how distilled sets are evaluated (its lr is replaced by the
         learned student lr).
       width, depth: the ConvNet (depth None: by image size).
+      zca: ZCA-whiten images (fitted on the training images used).
       max_train: stratified training subset (reduced CPU configurations).
       checkpoint_every: iterations between distillation checkpoints.
       log_every: iterations between metric lines.
@@ -61,6 +62,7 @@ class DistillConfig:
     eval: TrainConfig = TrainConfig()
     width: int = 128
     depth: int | None = None
+    zca: bool = False
     max_train: int | None = None
     checkpoint_every: int = 100
     log_every: int = 10
@@ -87,6 +89,7 @@ def _expert_key(config: DistillConfig) -> str:
         config.noise,
         config.noise_seed,
         config.max_train,
+        config.zca,
         config.width,
         config.depth,
         dataclasses.asdict(config.experts),
@@ -155,8 +158,8 @@ def run_distill(
     idx = np.arange(len(ds.y_train))
     if config.max_train is not None:
         idx = stratified_cap(noisy.labels, config.max_train, seed=config.seed)
-    mean, std = ds.channel_mean, ds.channel_std
-    x = np.asarray(normalize(ds.x_train[idx], mean, std))
+    space = pixel_space(ds.x_train[idx], zca=config.zca)
+    x = np.asarray(space.encode(ds.x_train[idx]))
     labels = noisy.labels[idx]
     depth = config.depth or depth_for(min(ds.image_shape[:2]))
     model = make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, config.width, depth))
@@ -193,25 +196,24 @@ def run_distill(
             state = ckpt.restore(state)
         state = distill_loop(model, config, state, traj, ckpt, run, progress)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    return _evaluate_and_report(config, ds, model, state, history, init, run, progress)
+    return _evaluate_and_report(config, ds, space, model, state, history, init, run, progress)
 
 
-def _evaluate_and_report(config, ds, model, state, history, init, run, progress):
-    mean, std = ds.channel_mean, ds.channel_std
+def _evaluate_and_report(config, ds, space, model, state, history, init, run, progress):
     targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
     eval_cfg = dataclasses.replace(config.eval, lr=float(state.syn_lr))
     result, _ = evaluate.train_and_evaluate(
         model,
         state.images,
         targets,
-        normalize(ds.x_test, mean, std),
+        space.encode(ds.x_test),
         ds.y_test,
         eval_cfg,
         key=jax.random.key(config.seed + 2),
         progress=progress,
         on_eval=lambda e: run.log(event="eval", **e),
     )
-    images = np.asarray(denormalize(state.images, mean, std))
+    images = np.asarray(space.decode(state.images))
     hard = np.asarray(jnp.argmax(state.labels, -1))
     report.save_image_grid(
         run.path / "distilled.png",

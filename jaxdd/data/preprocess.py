@@ -133,3 +133,41 @@ def zca_inverse(zca: ZCA, x: ArrayLike) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     flat = jnp.matmul(jnp.reshape(x, (x.shape[0], -1)), zca.unwhiten, precision="highest")
     return jnp.reshape(flat + zca.mean[None, :], x.shape)
+
+
+class PixelSpace(NamedTuple):
+    """Where a pipeline's images live: normalised, optionally ZCA-whitened.
+
+    Distilled images are optimised in this space; `decode` renders them.
+
+    Attributes:
+      mean: ``[C]`` per-channel mean in [0, 1].
+      std: ``[C]`` per-channel std in [0, 1].
+      zca: the whitening fitted on the (trusted) training images, or None.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    zca: ZCA | None = None
+
+    def encode(self, x: ArrayLike) -> jax.Array:
+        """``[N, H, W, C] uint8 → float32`` in this space."""
+        out = normalize(x, self.mean, self.std)
+        return zca_apply(self.zca, out) if self.zca is not None else out
+
+    def decode(self, x: ArrayLike) -> jax.Array:
+        """``[N, H, W, C]`` in this space → pixels in ~[0, 1] (unclipped)."""
+        if self.zca is not None:
+            x = zca_inverse(self.zca, x)
+        return denormalize(x, self.mean, self.std)
+
+
+def pixel_space(x_train: np.ndarray, *, zca: bool) -> PixelSpace:
+    """Fits the pixel space on ``[N, H, W, C] uint8`` training images (ALGORITHMS.md 0.3)."""
+    flat = x_train.reshape(-1, x_train.shape[-1])
+    mean = (flat.mean(0) / 255.0).astype(np.float32)
+    std = (flat.std(0) / 255.0).astype(np.float32)
+    space = PixelSpace(mean, std)
+    if zca:
+        space = space._replace(zca=fit_zca(space.encode(x_train)))
+    return space

@@ -1,0 +1,45 @@
+import pathlib
+
+import pytest
+
+from jaxdd import cli
+from jaxdd.distill import _check
+
+FILE = pathlib.Path(__file__).parents[1] / "experiments" / "datm.py"
+NAMES = [
+    f"{d}-ipc{i}" for d in ("cifar10", "cifar100", "fashion_mnist", "tiny") for i in (1, 10, 50)
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_table_row_loads_and_is_consistent(name):
+    config = cli._load_config_file(f"{FILE}:{name}")
+    _check(config)
+    assert config.datm.max_start_epoch - 1 + config.datm.expert_epochs <= config.experts.epochs
+    assert config.datm.iterations == 10000
+
+
+def test_rows_match_algorithms_table():
+    c10 = cli._load_config_file(f"{FILE}:cifar10-ipc10")
+    d = c10.datm
+    assert (d.syn_steps, d.expert_epochs, d.current_max_start_epoch, d.max_start_epoch) == (
+        80,
+        2,
+        10,
+        20,
+    )
+    assert (d.lr_img, d.lr_lr, d.lr_y, d.threshold, d.batch_syn) == (100, 1e-5, 2, 1.0, 100)
+    assert c10.zca and d.sequential_generation and d.expansion_end_epoch == 1000
+    c100 = cli._load_config_file(f"{FILE}:cifar100-ipc50").datm
+    assert (c100.min_start_epoch, c100.max_start_epoch, c100.sequential_generation) == (
+        20,
+        70,
+        False,
+    )
+    fm = cli._load_config_file(f"{FILE}:fashion_mnist-ipc10")
+    assert not fm.zca and fm.dataset == "fashion_mnist"
+
+
+def test_unknown_config_name_is_a_clear_error(capsys):
+    assert cli.main(["distill", "--config", f"{FILE}:cifar11-ipc10"]) == 2
+    assert "cifar10-ipc10" in capsys.readouterr().err
