@@ -98,3 +98,17 @@ def test_covariance_blocks_do_not_change_result(n, monkeypatch):
     blocked = fit_zca(x)
     for a, b in zip(whole, blocked, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_pixel_space_round_trip_with_and_without_zca():
+    from jaxdd.data.preprocess import pixel_space
+
+    x = np.random.default_rng(0).integers(0, 256, (64, 4, 4, 2), dtype=np.uint8)
+    for zca in (False, True):
+        space = pixel_space(x, zca=zca)
+        encoded = space.encode(x)
+        assert encoded.dtype == np.float32 and encoded.shape == x.shape
+        np.testing.assert_allclose(space.decode(encoded), x / 255.0, atol=2e-4)
+    plain = pixel_space(x, zca=False).encode(x)
+    np.testing.assert_allclose(np.asarray(plain).reshape(-1, 2).mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(plain).reshape(-1, 2).std(0), 1.0, atol=1e-4)
