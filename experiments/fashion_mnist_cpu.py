@@ -1,0 +1,59 @@
+"""Reduced Fashion-MNIST configurations that fit a 2-core CPU (no GPU).
+
+They show the pipeline's behaviour at small scale; they are NOT the
+published protocol (ConvNet-128, 100 experts, 5000-10000 iterations, 1000
+evaluation epochs). Every number they produce is labelled "reduced CPU
+config" in the README. Commands::
+
+    # baselines (ConvNet-64 ERM on the full clean training set; random IPC 10, ConvNet-128)
+    jaxdd baseline --dataset fashion_mnist --noise none --kind erm --width 64 --epochs 10 \
+        --no-dsa --seeds 2 --eval-every 2
+    jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 128 \
+        --epochs 1000 --seeds 5 --eval-every 250
+
+    # DATM vs random at the SAME reduced scale (ConvNet-32, 300 evaluation epochs)
+    jaxdd distill --config experiments/fashion_mnist_cpu.py:datm-ipc10
+    jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 32 \
+        --epochs 300 --seeds 5
+"""
+
+from __future__ import annotations
+
+from jaxdd.distill import DistillConfig
+from jaxdd.errors import ConfigError
+from jaxdd.experts import ExpertConfig
+from jaxdd.methods.datm import DATMConfig
+from jaxdd.ops.train import TrainConfig
+
+CONFIGS = {
+    # 10 000 training images, 5 experts x 8 epochs, 300 iterations of 20 student steps.
+    "datm-ipc10": DistillConfig(
+        dataset="fashion_mnist",
+        noise="none",
+        width=32,
+        max_train=10000,
+        datm=DATMConfig(
+            ipc=10,
+            iterations=300,
+            syn_steps=20,
+            expert_epochs=2,
+            current_max_start_epoch=2,
+            max_start_epoch=6,
+            expansion_end_epoch=150,
+            lr_img=100.0,
+            lr_lr=1e-5,
+            lr_y=2.0,
+            batch_syn=100,
+        ),
+        experts=ExpertConfig(num_experts=5, epochs=8),
+        eval=TrainConfig(epochs=300),
+        checkpoint_every=50,
+    ),
+}
+
+
+def get_config(name: str = "datm-ipc10") -> DistillConfig:
+    """The named reduced configuration."""
+    if name not in CONFIGS:
+        raise ConfigError(f"no config {name!r}: use one of {list(CONFIGS)}")
+    return CONFIGS[name]
