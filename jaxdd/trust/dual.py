@@ -1,0 +1,215 @@
+"""TAD's dual loop: partition (outer) and recalibration (inner), alternated (ALGORITHMS.md 4.4).
+
+Paper: an outer loop divides the data into trusted and untrusted spaces and
+diverts distillation to the trusted one; an inner loop recalibrates
+untrusted samples; the loops alternate, growing the trusted space. jaxdd's
+design of each round k:
+
+1. train the referees (`referee.py`) — round 0: a warm start on ALL data;
+   later rounds: the trusted samples with their current labels, plus the
+   consistency term on every sample;
+2. outer loop: per-sample losses → class-wise GMM → trust scores → trusted if
+   score > τ_k, τ_k moving from `tau_start` (strict) to `tau_end`
+   (`partition.py`, one jitted function);
+3. inner loop: untrusted samples on which Mahalanobis distance, cosine
+   similarity and the referees agree with enough confidence are relabelled
+   and join the trusted space (`recalibrate.py`).
+
+The result, a `TrustSplit`, is what every method distils from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdd.models.convnet import Model
+from jaxdd.ops.train import TrainConfig
+from jaxdd.training import Runner
+from jaxdd.trust.partition import partition, small_loss_selection, threshold_schedule
+from jaxdd.trust.recalibrate import recalibrate
+from jaxdd.trust.referee import look, referee_targets
+
+
+@dataclasses.dataclass(frozen=True)
+class TADConfig:
+    """The dual loop's settings (all jaxdd's design; the paper gives none).
+
+    Attributes:
+      rounds: K rounds of partition + recalibration.
+      referees: R referee networks trained at once.
+      width: referee ConvNet width (small: referees only rank samples).
+      warmup_epochs: warm start on all data (early-learning regime).
+      epochs_per_round: referee training on the trusted space per round.
+      lr, batch_size: referee SGD (momentum 0.9, weight decay 5e-4).
+      consistency: weight of the two-view consistency term on all samples.
+      tau_start, tau_end: the dynamic trust threshold's ends.
+      kappa: recalibration confidence threshold.
+      shrinkage: covariance shrinkage of the Mahalanobis distance.
+      gmm_iterations: EM steps of the class-wise mixtures.
+      mode: ``tad`` (dual loop) or ``small-loss`` (the two-stage baseline:
+        keep the `keep_ratio` smallest-loss samples per class after the warm
+        start; no GMM, no recalibration).
+      keep_ratio: the small-loss baseline's fixed keep ratio.
+    """
+
+    rounds: int = 3
+    referees: int = 2
+    width: int = 32
+    warmup_epochs: int = 3
+    epochs_per_round: int = 3
+    lr: float = 0.01
+    batch_size: int = 256
+    consistency: float = 1.0
+    tau_start: float = 0.9
+    tau_end: float = 0.5
+    kappa: float = 0.9
+    shrinkage: float = 0.1
+    gmm_iterations: int = 50
+    mode: Literal["tad", "small-loss"] = "tad"
+    keep_ratio: float = 0.5
+
+    def referee_train(self, epochs: int) -> TrainConfig:
+        return TrainConfig(
+            lr=self.lr,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr_milestones=(),
+            consistency=self.consistency,
+            num_seeds=self.referees,
+        )
+
+
+class TrustSplit(NamedTuple):
+    """The trusted space and its labels.
+
+    Attributes:
+      trusted: ``[N] bool``.
+      labels: ``[N] int32`` labels to distil with (recalibrated where recalled).
+      scores: ``[N] float`` last trust scores.
+      rounds: per-round statistics (`diagnostics`).
+    """
+
+    trusted: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    rounds: list[dict]
+
+
+def _train(model, x, labels, trusted, num_classes, config, epochs, state, key):
+    targets = referee_targets(labels, trusted, num_classes)
+    runner = Runner(model, x, targets, config.referee_train(epochs))
+    if state is None:
+        keys = jax.random.split(key, config.referees)
+        state = runner.init(keys, jnp.full((config.referees,), config.lr, jnp.float32))
+    # Without a period, `run` yields once: at the end of training.
+    return list(runner.run(state, progress=False))[-1][1]
+
+
+@functools.lru_cache(maxsize=4)
+def _partition_fn(num_classes: int, iterations: int, size: int):
+    return jax.jit(
+        functools.partial(
+            partition,
+            num_classes=num_classes,
+            iterations=iterations,
+            max_class_size=size,
+        )
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _recalibrate_fn(num_classes: int, kappa: float, shrinkage: float):
+    return jax.jit(
+        functools.partial(recalibrate, num_classes=num_classes, kappa=kappa, shrinkage=shrinkage)
+    )
+
+
+def diagnostics(round_k, tau, trusted, labels, given, clean, recalled) -> dict:
+    """Per-round statistics; those needing the clean labels are None without them."""
+    stats = {
+        "round": round_k,
+        "tau": float(tau),
+        "trusted": int(trusted.sum()),
+        "trusted_fraction": float(trusted.mean()),
+        "recalled": int(recalled.sum()),
+    }
+    if clean is not None:
+        right = labels == clean
+        stats |= {
+            "precision": float(right[trusted].mean()) if trusted.any() else 0.0,
+            "clean_recall": float(trusted[given == clean].mean()),
+            "recalibration_accuracy": float(right[recalled].mean()) if recalled.any() else None,
+            "remaining_noise": float(1 - right[trusted].mean()) if trusted.any() else None,
+        }
+    return stats
+
+
+def run_tad(
+    model: Model,
+    x: jax.Array,
+    noisy_labels: np.ndarray,
+    num_classes: int,
+    config: TADConfig,
+    *,
+    key: jax.Array,
+    clean_labels: np.ndarray | None = None,
+    on_round=None,
+) -> TrustSplit:
+    """Runs the dual loop (or the small-loss baseline) on a noisy training set.
+
+    Args:
+      model: the referee network (`config.width` wide).
+      x: ``[N, H, W, C]`` training images in the pipeline's pixel space.
+      noisy_labels: ``[N] int`` given labels.
+      num_classes: C.
+      config: the loop's settings.
+      key: seeds the referees.
+      clean_labels: ``[N]`` true labels, only for the diagnostics.
+      on_round: called with each round's statistics as they are made.
+
+    Returns:
+      the `TrustSplit`.
+    """
+    n = len(noisy_labels)
+    labels, trusted = noisy_labels.astype(np.int32), np.ones(n, bool)
+    state = _train(model, x, labels, trusted, num_classes, config, config.warmup_epochs, None, key)
+    if config.mode == "small-loss":
+        return _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round)
+    rounds, scores = [], np.zeros(n, np.float32)
+    for k in range(config.rounds):
+        if k > 0:
+            state = _train(
+                model, x, labels, trusted, num_classes, config, config.epochs_per_round, state, key
+            )
+        view = look(model, state.params, x, labels)
+        tau = threshold_schedule(k, config.rounds, config.tau_start, config.tau_end)
+        split, scores = _partition_fn(num_classes, config.gmm_iterations, n)(
+            view.losses, jnp.asarray(labels), tau=jnp.float32(tau)
+        )
+        recal = _recalibrate_fn(num_classes, config.kappa, config.shrinkage)(
+            view.features, jnp.asarray(labels), split, view.probs
+        )
+        recalled = np.asarray(recal.recalled)
+        labels = np.asarray(recal.new_labels).astype(np.int32)
+        trusted = np.asarray(split) | recalled
+        rounds.append(diagnostics(k, tau, trusted, labels, noisy_labels, clean_labels, recalled))
+        if on_round is not None:
+            on_round(rounds[-1])
+    return TrustSplit(trusted, labels, np.asarray(scores), rounds)
+
+
+def _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round):
+    view = look(model, state.params, x, labels)
+    keep = np.asarray(
+        small_loss_selection(view.losses, jnp.asarray(labels), num_classes, config.keep_ratio)
+    )
+    stats = diagnostics(0, 0.0, keep, labels, labels, clean_labels, np.zeros_like(keep))
+    if on_round is not None:
+        on_round(stats)
+    return TrustSplit(keep, labels, -np.asarray(view.losses), [stats])

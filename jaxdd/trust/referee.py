@@ -1,0 +1,71 @@
+"""TAD's trust model: R referee ConvNets trained at once (ALGORITHMS.md 4.1).
+
+Paper: a trust model judges which samples can be trusted; summaries add a
+consistency regularisation term. jaxdd's design: R small ConvNets (the runs
+axis of `jaxdd.training.Runner`) trained with cross-entropy on the trusted
+samples and their current labels, plus a two-view DSA consistency term on
+ALL samples (untrusted ones are unlabelled rows, `jaxdd.ops.train`); a warm
+start on all data, before the network memorises noise, opens the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdd.models.convnet import Model, Params
+
+
+class RefereeView(NamedTuple):
+    """What the referees say about every training sample.
+
+    Attributes:
+      losses: ``[N]`` cross-entropy w.r.t. the given labels, mean over referees.
+      probs: ``[N, C]`` softmax outputs, mean over referees.
+      features: ``[N, D]`` penultimate features φ of the first referee
+        (features of different networks live in different spaces, so they
+        are not averaged).
+    """
+
+    losses: jax.Array
+    probs: jax.Array
+    features: jax.Array
+
+
+def referee_targets(labels: np.ndarray, trusted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[N, C]`` one-hot rows for trusted samples, zero rows (unlabelled) otherwise."""
+    onehot = np.eye(num_classes, dtype=np.float32)[labels]
+    return onehot * trusted[:, None].astype(np.float32)
+
+
+def look(model: Model, params: Params, x: jax.Array, labels: jax.Array, batch: int = 1000):
+    """`RefereeView` of all samples; ``params`` stacked ``[R, ...]``, x ``[N, H, W, C]``.
+
+    Runs batched on the host side (one compiled forward per batch shape), so
+    memory stays bounded on large training sets.
+    """
+    outs = [
+        _look_batch(model, params, x[i : i + batch], labels[i : i + batch])
+        for i in range(0, x.shape[0], batch)
+    ]
+    return RefereeView(*(jnp.concatenate(parts) for parts in zip(*outs, strict=True)))
+
+
+def _look_batch(model, params, x, labels):
+    return _look_jit(model)(params, jnp.asarray(x), jnp.asarray(labels))
+
+
+@functools.lru_cache(maxsize=8)
+def _look_jit(model: Model):
+    def view(params, x, labels):
+        logits = jax.vmap(model.apply, in_axes=(0, None))(params, x)  # [R, B, C]
+        logp = jax.nn.log_softmax(logits)
+        losses = -jnp.take_along_axis(logp, labels[None, :, None], axis=-1)[..., 0]
+        first = jax.tree.map(lambda leaf: leaf[0], params)
+        return losses.mean(0), jnp.exp(logp).mean(0), model.features(first, x)
+
+    return jax.jit(view)

@@ -1,0 +1,151 @@
+"""Tests of jaxdd.trust.recalibrate: recall on separated clusters, agreement, linear algebra."""
+
+import jax
+import numpy as np
+
+from jaxdd.trust.recalibrate import (
+    class_anchors,
+    cosine,
+    mahalanobis,
+    recalibrate,
+    shared_precision,
+)
+
+RECALIBRATE = jax.jit(recalibrate, static_argnames="num_classes")
+PRECISION = jax.jit(shared_precision)
+NUM_CLASSES, DIM, PER_CLASS = 5, 16, 120
+
+
+def _clusters(seed=0, untrusted_fraction=0.3):
+    """Separated Gaussian clusters with a shared anisotropic covariance.
+
+    Returns features, clean labels, given labels (wrong on every untrusted
+    sample), the trusted mask and confident referee probabilities that follow
+    the clean label except on 15% of the samples, where they confidently name
+    another class.
+    """
+    rng = np.random.default_rng(seed)
+    clean = np.repeat(np.arange(NUM_CLASSES), PER_CLASS)
+    centres = 3.0 * rng.normal(size=(NUM_CLASSES, DIM))
+    mixing = rng.normal(size=(DIM, DIM)) / np.sqrt(DIM)
+    features = centres[clean] + rng.normal(size=(clean.size, DIM)) @ mixing + 2.0
+    trusted = rng.random(clean.size) >= untrusted_fraction
+    shift = rng.integers(1, NUM_CLASSES, clean.size)
+    given = np.where(trusted, clean, (clean + shift) % NUM_CLASSES)
+    referee_wrong = rng.random(clean.size) < 0.15
+    shift = rng.integers(1, NUM_CLASSES, clean.size)
+    referee = np.where(referee_wrong, (clean + shift) % NUM_CLASSES, clean)
+    logits = 5.0 * np.eye(NUM_CLASSES)[referee] + 0.3 * rng.normal(size=(clean.size, NUM_CLASSES))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return (
+        features.astype(np.float32),
+        clean,
+        given.astype(np.int32),
+        trusted,
+        probs.astype(np.float32),
+    )
+
+
+def test_recalled_samples_get_their_true_class():
+    features, clean, given, trusted, probs = _clusters()
+    out = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.9)
+    recalled, new_labels = np.asarray(out.recalled), np.asarray(out.new_labels)
+    assert not np.any(recalled & trusted)
+    np.testing.assert_array_equal(new_labels[trusted], given[trusted])
+    np.testing.assert_array_equal(new_labels[~recalled], given[~recalled])
+    assert np.mean(new_labels[recalled] == clean[recalled]) >= 0.95
+    assert recalled.sum() >= 0.75 * (~trusted).sum()
+    assert np.mean(np.asarray(out.candidate) == clean) >= 0.95
+    assert np.all(np.asarray(out.confidence)[recalled] > 0.9)
+    assert out.new_labels.dtype == out.candidate.dtype == np.int32
+
+
+def test_a_sample_the_referee_disagrees_on_is_not_recalled():
+    features, clean, given, trusted, probs = _clusters()
+    untrusted = np.flatnonzero(~trusted)[:20]
+    # The referee leans to the next class but still gives the true class 0.46 > kappa,
+    # so only the agreement rule can keep these samples out.
+    probs[untrusted] = 0.02 / 3
+    probs[untrusted, clean[untrusted]] = 0.46
+    probs[untrusted, (clean[untrusted] + 1) % NUM_CLASSES] = 0.52
+    out = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.4)
+    np.testing.assert_array_equal(np.asarray(out.candidate)[untrusted], clean[untrusted])
+    assert np.all(np.asarray(out.confidence)[untrusted] > 0.4)
+    assert not np.any(np.asarray(out.recalled)[untrusted])
+    assert np.sum(out.recalled) >= 0.75 * ((~trusted).sum() - 20)
+
+
+def test_kappa_one_recalls_nothing():
+    features, _, given, trusted, probs = _clusters()
+    out = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=1.0)
+    assert not np.any(out.recalled)
+    np.testing.assert_array_equal(out.new_labels, given)
+
+
+def test_a_class_without_trusted_samples_is_never_chosen():
+    features, clean, given, trusted, probs = _clusters()
+    trusted = trusted & (given != NUM_CLASSES - 1)
+    out = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.5)
+    assert not np.any(np.asarray(out.candidate) == NUM_CLASSES - 1)
+    assert not np.any(np.asarray(out.new_labels)[out.recalled] == NUM_CLASSES - 1)
+    assert np.all(np.isfinite(out.confidence))
+    assert np.sum(out.recalled) > 0
+
+
+def test_class_anchors_average_trusted_samples_only():
+    features = np.array([[1, 2], [3, 4], [100, 100], [5, 0], [7, 7]], np.float32)
+    labels = np.array([0, 0, 0, 2, 1])
+    trusted = np.array([True, True, False, True, False])
+    anchors, present = class_anchors(features, labels, trusted, 3)
+    np.testing.assert_allclose(anchors, [[2, 3], [0, 0], [5, 0]])
+    np.testing.assert_array_equal(present, [True, False, True])
+
+
+def test_shared_precision_is_the_inverse_of_the_shrunk_pooled_covariance():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(9, 3)).astype(np.float32)
+    features[8] = 1e3
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+    trusted = np.arange(9) < 8
+    anchors = np.stack([features[:4].mean(0), features[4:8].mean(0)])
+    precision = np.asarray(PRECISION(features, labels, trusted, anchors, 0.2, 1e-6))
+    centred = features[:8] - anchors[labels[:8]]
+    covariance = centred.T @ centred / 8
+    target = np.trace(covariance) / 3
+    shrunk = 0.8 * covariance + (0.2 * target + 1e-6) * np.eye(3)
+    np.testing.assert_allclose(precision, np.linalg.inv(shrunk), rtol=1e-4)
+    np.testing.assert_array_equal(precision, precision.T)
+    assert np.linalg.eigvalsh(precision).min() > 0
+
+
+def test_shared_precision_is_stable_with_fewer_samples_than_dimensions():
+    rng = np.random.default_rng(2)
+    dim, n = 1024, 64
+    features = rng.normal(size=(n, dim)).astype(np.float32)
+    labels = np.arange(n) % 4
+    trusted = np.ones(n, bool)
+    anchors, _ = class_anchors(features, labels, trusted, 4)
+    precision = np.asarray(PRECISION(features, labels, trusted, anchors, 0.1, 1e-6), np.float64)
+    assert np.all(np.isfinite(precision))
+    centred = features - np.asarray(anchors)[labels]
+    covariance = centred.T.astype(np.float64) @ centred / n
+    shrunk = 0.9 * covariance + (0.1 * np.trace(covariance) / dim + 1e-6) * np.eye(dim)
+    residual = np.abs(precision @ shrunk - np.eye(dim)).max()
+    assert residual < 1e-3
+    assert np.linalg.eigvalsh(precision).min() > 0
+
+
+def test_mahalanobis_and_cosine_match_naive_numpy():
+    rng = np.random.default_rng(3)
+    features = (rng.normal(size=(7, 5)) + 50.0).astype(np.float32)
+    anchors = (rng.normal(size=(3, 5)) + 50.0).astype(np.float32)
+    root = rng.normal(size=(5, 5))
+    precision = (root @ root.T + np.eye(5)).astype(np.float32)
+    diff = features[:, None, :].astype(np.float64) - anchors[None, :, :]
+    want = np.einsum("ncd,de,nce->nc", diff, precision.astype(np.float64), diff)
+    np.testing.assert_allclose(mahalanobis(features, anchors, precision), want, rtol=1e-4)
+    unit_features = features / np.linalg.norm(features, axis=1, keepdims=True)
+    unit_anchors = anchors / np.linalg.norm(anchors, axis=1, keepdims=True)
+    np.testing.assert_allclose(cosine(features, anchors), unit_features @ unit_anchors.T, 1e-5)
+    zero = cosine(features, np.zeros((1, 5), np.float32))
+    np.testing.assert_array_equal(zero, 0.0)
