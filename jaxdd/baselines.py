@@ -15,14 +15,11 @@ import jax
 import numpy as np
 
 from jaxdd import evaluate, report
-from jaxdd.data import noise as noise_lib
-from jaxdd.data.dataset import Dataset
-from jaxdd.data.preprocess import normalize
-from jaxdd.data.registry import load_dataset
 from jaxdd.errors import ConfigError
-from jaxdd.models.convnet import ConvNetSpec, depth_for, make_convnet
 from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
+from jaxdd.prepare import prepare
+from jaxdd.trust.dual import TADConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +37,8 @@ class BaselineConfig:
       eval_every: test every this many epochs (curves, best epoch).
       max_train: use a stratified subset of this many training images
         (reduced CPU configurations); None uses all.
+      zca: ZCA-whiten the images.
+      trust: train on TAD's trusted space (or the small-loss selection).
       seed: seeds network inits, data order, augmentation and subsets.
       noise_seed: seeds the label noise.
     """
@@ -53,6 +52,8 @@ class BaselineConfig:
     train: TrainConfig = TrainConfig()
     eval_every: int | None = None
     max_train: int | None = None
+    zca: bool = False
+    trust: TADConfig | None = None
     seed: int = 0
     noise_seed: int = 0
 
@@ -83,22 +84,6 @@ def random_subset(labels: np.ndarray, ipc: int, num_classes: int, *, seed: int) 
     return np.concatenate(picks)
 
 
-def stratified_cap(labels: np.ndarray, limit: int, *, seed: int) -> np.ndarray:
-    """Sorted indices of a class-stratified random subset of about `limit` examples."""
-    rng = np.random.default_rng(seed)
-    frac = min(1.0, limit / len(labels))
-    picks = [
-        rng.permutation(np.flatnonzero(labels == c))[: max(1, round(frac * np.sum(labels == c)))]
-        for c in np.unique(labels)
-    ]
-    return np.sort(np.concatenate(picks))
-
-
-def _model_for(ds: Dataset, config: BaselineConfig):
-    depth = config.depth or depth_for(min(ds.image_shape[:2]))
-    return make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, config.width, depth))
-
-
 def run_baseline(
     config: BaselineConfig, *, out_root: str = "runs", progress: bool = True
 ) -> tuple[dict, report.RunDir]:
@@ -107,28 +92,29 @@ def run_baseline(
     Returns:
       the summary dict (also written to ``summary.json``) and the run directory.
     """
-    ds = load_dataset(config.dataset)
-    noisy = noise_lib.make_noisy(ds, config.noise, seed=config.noise_seed)
-    run = report.RunDir(out_root, f"baseline-{config.kind}-{ds.name.replace(':', '_')}")
+    run = report.RunDir(out_root, f"baseline-{config.kind}-{config.dataset.replace(':', '_')}")
     run.write_json("config.json", config)
-    run.log(event="noise", rate=noisy.rate, transition=noisy.transition)
-
-    idx = np.arange(len(ds.y_train))
-    if config.max_train is not None:
-        idx = stratified_cap(noisy.labels, config.max_train, seed=config.seed)
+    data = prepare(
+        config.dataset,
+        config.noise,
+        noise_seed=config.noise_seed,
+        max_train=config.max_train,
+        zca=config.zca,
+        trust=config.trust,
+        seed=config.seed,
+        run=run,
+    )
+    ds = data.ds
+    keep = np.arange(len(data.idx))
     if config.kind == "random":
-        idx = idx[random_subset(noisy.labels[idx], config.ipc, ds.num_classes, seed=config.seed)]
+        keep = random_subset(data.labels, config.ipc, ds.num_classes, seed=config.seed)
     elif config.kind != "erm":
         raise ConfigError(f"unknown baseline kind {config.kind!r}: use erm or random")
-
-    mean, std = ds.channel_mean, ds.channel_std
-    x = normalize(ds.x_train[idx], mean, std)
-    targets = one_hot(noisy.labels[idx], ds.num_classes)
     result, _ = evaluate.train_and_evaluate(
-        _model_for(ds, config),
-        x,
-        targets,
-        normalize(ds.x_test, mean, std),
+        data.model(config.width, config.depth),
+        data.x[keep],
+        one_hot(data.labels[keep], ds.num_classes),
+        data.space.encode(ds.x_test),
         ds.y_test,
         config.train,
         key=jax.random.key(config.seed),
@@ -136,20 +122,21 @@ def run_baseline(
         progress=progress,
         on_eval=lambda entry: run.log(event="eval", **entry),
     )
+    idx, labels = data.idx[keep], data.labels[keep]
     report.save_image_grid(
         run.path / "train_set.png",
         ds.x_train[idx],
-        noisy.labels[idx],
+        labels,
         ds.class_names,
         clean_labels=ds.y_train[idx],
         title=f"{config.kind} training set ({config.noise}; red = mislabelled)",
     )
-    summary = _summary(config, ds, noisy, idx, result)
+    summary = _summary(config, ds, data.noisy, idx, labels, result)
     run.write_json("summary.json", summary)
     return summary, run
 
 
-def _summary(config, ds, noisy, idx, result: evaluate.EvalResult) -> dict:
+def _summary(config, ds, noisy, idx, labels, result: evaluate.EvalResult) -> dict:
     best = result.best_epoch()
     return {
         "dataset": ds.name,
@@ -157,7 +144,7 @@ def _summary(config, ds, noisy, idx, result: evaluate.EvalResult) -> dict:
         "noise": config.noise,
         "noise_rate_realised": noisy.rate,
         "train_size": int(len(idx)),
-        "train_label_noise": float(np.mean(noisy.labels[idx] != ds.y_train[idx])),
+        "train_label_noise": float(np.mean(labels != ds.y_train[idx])),
         "accuracy_mean": result.mean,
         "accuracy_std": result.std,
         "accuracies": result.accuracies[0].tolist(),

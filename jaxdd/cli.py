@@ -17,6 +17,45 @@ from jaxdd.ops.train import TrainConfig
 ERM_EPOCHS = 50
 
 
+def _add_trust_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("trust (ALGORITHMS.md 4): train on a trusted space")
+    g.add_argument(
+        "--trust",
+        choices=("none", "tad", "small-loss"),
+        default=None,
+        help="tad: dual-loop trust-aware diversion; small-loss: two-stage baseline",
+    )
+    g.add_argument("--tad-rounds", type=int, default=None)
+    g.add_argument("--tad-referees", type=int, default=None)
+    g.add_argument("--tad-width", type=int, default=None)
+    g.add_argument("--tad-warmup-steps", type=int, default=None)
+    g.add_argument("--tad-steps-per-round", type=int, default=None)
+    g.add_argument("--kappa", type=float, default=None, help="recalibration confidence")
+    g.add_argument("--keep-ratio", type=float, default=None, help="small-loss keep ratio")
+
+
+def _trust_config(args, base=None):
+    from jaxdd.trust.dual import TADConfig
+
+    if args.trust in (None, "none"):
+        return base if args.trust is None else None
+    given = {
+        "rounds": args.tad_rounds,
+        "referees": args.tad_referees,
+        "width": args.tad_width,
+        "warmup_steps": args.tad_warmup_steps,
+        "steps_per_round": args.tad_steps_per_round,
+        "kappa": args.kappa,
+        "keep_ratio": args.keep_ratio,
+    }
+    config = dataclasses.replace(
+        base or TADConfig(), mode=args.trust, **{k: v for k, v in given.items() if v is not None}
+    )
+    if not 0 < config.keep_ratio <= 1 or config.rounds < 1 or config.referees < 1:
+        raise ConfigError("need 0 < --keep-ratio <= 1, --tad-rounds >= 1, --tad-referees >= 1")
+    return config
+
+
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=128, help="ConvNet width (default 128)")
     p.add_argument("--depth", type=int, default=None, help="ConvNet depth (default: by size)")
@@ -43,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("--kind", choices=("erm", "random"), default="random")
     base.add_argument("--ipc", type=int, default=10, help="images per class (random)")
     _add_train_args(base)
+    _add_trust_args(base)
     _add_distill_parser(sub)
     demo = sub.add_parser("demo", help="noisy digits: ERM and random baselines, one table")
     demo.add_argument("--out", default="runs")
@@ -86,6 +126,7 @@ def _add_distill_parser(sub) -> None:
     group.add_argument("--expert-train-epochs", type=int, default=None)
     group.add_argument("--eval-epochs", type=int, default=None)
     group.add_argument("--seeds", type=int, default=None)
+    _add_trust_args(p)
     p.add_argument("--out", default="runs")
     p.add_argument("--run-dir", help="resume (or create) the run in exactly this directory")
     p.add_argument("--experts-dir", default="runs/experts", help="expert trajectory cache")
@@ -134,7 +175,14 @@ def _distill_config(args):
             if v is not None
         },
     )
-    return dataclasses.replace(base, **top, datm=datm, experts=experts, eval=evaluation)
+    return dataclasses.replace(
+        base,
+        **top,
+        datm=datm,
+        experts=experts,
+        eval=evaluation,
+        trust=_trust_config(args, base.trust),
+    )
 
 
 def _load_config_file(path: str):
@@ -213,6 +261,7 @@ def cmd_baseline(args) -> None:
         train=_train_config(args, args.kind),
         eval_every=args.eval_every or (1 if args.kind == "erm" else None),
         max_train=args.max_train,
+        trust=_trust_config(args),
         seed=args.seed,
         noise_seed=args.noise_seed,
     )

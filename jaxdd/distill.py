@@ -20,18 +20,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdd import evaluate, parallel, report
-from jaxdd.baselines import stratified_cap
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.data import noise as noise_lib
-from jaxdd.data.preprocess import pixel_space
-from jaxdd.data.registry import load_dataset
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.methods import datm
 from jaxdd.methods.datm_init import initialise
-from jaxdd.models.convnet import ConvNetSpec, depth_for, make_convnet
 from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
+from jaxdd.prepare import prepare
+from jaxdd.trust.dual import TADConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +45,7 @@ class DistillConfig:
       width, depth: the ConvNet (depth None: by image size).
       zca: ZCA-whiten images (fitted on the training images used).
       max_train: stratified training subset (reduced CPU configurations).
+      trust: divert to TAD's trusted space (or the small-loss selection).
       checkpoint_every: iterations between distillation checkpoints.
       log_every: iterations between metric lines.
       seed: seeds experts, init and distillation.
@@ -64,6 +62,7 @@ class DistillConfig:
     depth: int | None = None
     zca: bool = False
     max_train: int | None = None
+    trust: TADConfig | None = None
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -90,6 +89,7 @@ def _expert_key(config: DistillConfig) -> str:
         config.noise_seed,
         config.max_train,
         config.zca,
+        dataclasses.asdict(config.trust) if config.trust else None,
         config.width,
         config.depth,
         dataclasses.asdict(config.experts),
@@ -146,24 +146,21 @@ def run_distill(
 ) -> tuple[dict, report.RunDir]:
     """The whole pipeline of one distillation run; returns the summary and run dir."""
     _check(config)
-    ds = load_dataset(config.dataset)
-    noisy = noise_lib.make_noisy(ds, config.noise, seed=config.noise_seed)
-    run = (
-        report.RunDir.at(run_dir)
-        if run_dir
-        else report.RunDir(out_root, f"distill-{config.method}-{ds.name.replace(':', '_')}")
-    )
+    name = f"distill-{config.method}-{config.dataset.replace(':', '_')}"
+    run = report.RunDir.at(run_dir) if run_dir else report.RunDir(out_root, name)
     run.write_json("config.json", config)
-
-    idx = np.arange(len(ds.y_train))
-    if config.max_train is not None:
-        idx = stratified_cap(noisy.labels, config.max_train, seed=config.seed)
-    space = pixel_space(ds.x_train[idx], zca=config.zca)
-    x = np.asarray(space.encode(ds.x_train[idx]))
-    labels = noisy.labels[idx]
-    depth = config.depth or depth_for(min(ds.image_shape[:2]))
-    model = make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, config.width, depth))
-
+    data = prepare(
+        config.dataset,
+        config.noise,
+        noise_seed=config.noise_seed,
+        max_train=config.max_train,
+        zca=config.zca,
+        trust=config.trust,
+        seed=config.seed,
+        run=run,
+    )
+    ds, x, labels, space = data.ds, data.x, data.labels, data.space
+    model = data.model(config.width, config.depth)
     traj = load_or_train_experts(
         config, model, x, one_hot(labels, ds.num_classes), experts_dir, progress
     )
@@ -181,7 +178,7 @@ def run_distill(
     run.log(
         event="init",
         filled=init.filled,
-        label_noise=float(np.mean(labels[init.indices] != ds.y_train[idx][init.indices])),
+        label_noise=float(np.mean(labels[init.indices] != data.clean[init.indices])),
     )
     state = datm.init_state(
         jnp.asarray(x[init.indices]),

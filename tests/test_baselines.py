@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from jaxdd.baselines import BaselineConfig, random_subset, run_baseline, stratified_cap
+from jaxdd.baselines import BaselineConfig, random_subset, run_baseline
 from jaxdd.errors import ConfigError
 from jaxdd.ops.train import TrainConfig
+from jaxdd.prepare import stratified_cap
 
 
 def test_random_subset_takes_ipc_distinct_examples_per_class():

@@ -7,16 +7,19 @@ import jax.numpy as jnp
 
 
 def soft_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """Mean over the batch of −Σ_c t_c log softmax(logits)_c.
+    """Mean over the labelled rows of −Σ_c t_c log softmax(logits)_c.
 
     Args:
       logits: ``[B, C]``.
-      targets: ``[B, C]`` probabilities (one-hot for hard labels).
+      targets: ``[B, C]`` probabilities (one-hot for hard labels); an all-zero
+        row is an unlabelled example and is left out of the mean.
 
     Returns:
-      scalar.
+      scalar (0 when no row is labelled).
     """
-    return -jnp.mean(jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1))
+    per_row = -jnp.sum(targets * jax.nn.log_softmax(logits), axis=-1)
+    labelled = jnp.sum(targets, axis=-1)
+    return jnp.sum(per_row) / jnp.maximum(jnp.sum(labelled), 1e-6)
 
 
 def mean_squared_error(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -41,6 +41,9 @@ class TrainConfig:
       warmup_steps: linear warmup steps (Adam only).
       loss: ``ce`` (soft cross-entropy on target probabilities) or ``mse``.
       dsa: apply DSA (0.2) to every training batch.
+      consistency: weight of a two-view consistency term, the squared
+        distance between the softmax outputs on two DSA views of the batch
+        (TAD referees, ALGORITHMS.md 4.1); 0 disables it.
       num_seeds: networks trained at once (vmapped), each from its own init
         and data order.
       eval_batch: test-set batch size when measuring accuracy.
@@ -57,6 +60,7 @@ class TrainConfig:
     warmup_steps: int = 500
     loss: Literal["ce", "mse"] = "ce"
     dsa: bool = True
+    consistency: float = 0.0
     num_seeds: int = 5
     eval_batch: int = 500
 
@@ -119,20 +123,32 @@ def make_train_step(
 
     `x` is ``[N, H, W, C]`` (float, or anything `preprocess` maps to float),
     `targets` ``[N, num_classes]`` float. The minibatch is gathered by index
-    inside the kernel, so the whole set stays on the device.
+    inside the kernel, so the whole set stays on the device. An all-zero
+    target row marks an unlabelled example: it adds nothing to the
+    supervised loss (which averages over labelled rows) but takes part in the
+    consistency term when ``config.consistency > 0`` (TAD referees, 4.1).
     """
     tx = _gradient_transform(config)
     loss_fn = LOSSES[config.loss]
+
+    def batch_loss(params, xb, tb, key):
+        view = dsa_lib.dsa(xb, key=key) if config.dsa else xb
+        logits = model.apply(params, view)
+        loss = loss_fn(logits, tb)
+        if config.consistency:
+            other = model.apply(params, dsa_lib.dsa(xb, key=jax.random.fold_in(key, 1)))
+            gap = jax.nn.softmax(logits) - jax.nn.softmax(other)
+            loss = loss + config.consistency * jnp.mean(jnp.sum(jnp.square(gap), axis=-1))
+        return loss
 
     def step(state: TrainState, i: jax.Array, x: jax.Array, targets: jax.Array):
         order_key, aug_key = jax.random.split(state.key)
         idx = batch_indices(order_key, i, x.shape[0], config.batch_size)
         xb = jnp.take(x, idx, axis=0)
         xb = preprocess(xb) if preprocess is not None else xb
-        if config.dsa:
-            xb = dsa_lib.dsa(xb, key=jax.random.fold_in(aug_key, i))
         tb = jnp.take(targets, idx, axis=0)
-        loss, grads = jax.value_and_grad(lambda p: loss_fn(model.apply(p, xb), tb))(state.params)
+        key = jax.random.fold_in(aug_key, i)
+        loss, grads = jax.value_and_grad(batch_loss)(state.params, xb, tb, key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         scale = -state.lr * lr_factor(config, i, total_steps)
         params = jax.tree.map(lambda p, u: p + scale * u, state.params, updates)

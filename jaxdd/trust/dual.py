@@ -44,12 +44,17 @@ class TADConfig:
       rounds: K rounds of partition + recalibration.
       referees: R referee networks trained at once.
       width: referee ConvNet width (small: referees only rank samples).
-      warmup_epochs: warm start on all data (early-learning regime).
-      epochs_per_round: referee training on the trusted space per round.
+      warmup_steps: SGD steps of the warm start on all data (early-learning
+        regime), rounded up to whole epochs; steps rather than epochs so
+        that one setting suits 1k and 60k-sample sets.
+      steps_per_round: referee training on the trusted space per round.
       lr, batch_size: referee SGD (momentum 0.9, weight decay 5e-4).
       consistency: weight of the two-view consistency term on all samples.
       tau_start, tau_end: the dynamic trust threshold's ends.
-      kappa: recalibration confidence threshold.
+      kappa: recalibration confidence threshold on min(Mahalanobis
+        posterior, referee probability) (`recalibrate.py`); 0.5 because the
+        briefly trained referees' probabilities are soft (measured on
+        digits, 40 % symmetric noise: recalled labels 96 % correct).
       shrinkage: covariance shrinkage of the Mahalanobis distance.
       gmm_iterations: EM steps of the class-wise mixtures.
       mode: ``tad`` (dual loop) or ``small-loss`` (the two-stage baseline:
@@ -61,18 +66,23 @@ class TADConfig:
     rounds: int = 3
     referees: int = 2
     width: int = 32
-    warmup_epochs: int = 3
-    epochs_per_round: int = 3
+    warmup_steps: int = 100
+    steps_per_round: int = 50
     lr: float = 0.01
     batch_size: int = 256
     consistency: float = 1.0
     tau_start: float = 0.9
     tau_end: float = 0.5
-    kappa: float = 0.9
+    kappa: float = 0.5
     shrinkage: float = 0.1
     gmm_iterations: int = 50
     mode: Literal["tad", "small-loss"] = "tad"
     keep_ratio: float = 0.5
+
+    def epochs(self, steps: int, num_examples: int) -> int:
+        """Whole epochs covering at least `steps` SGD steps on `num_examples`."""
+        per_epoch = max(1, num_examples // self.batch_size)
+        return max(1, -(-steps // per_epoch))
 
     def referee_train(self, epochs: int) -> TrainConfig:
         return TrainConfig(
@@ -92,12 +102,16 @@ class TrustSplit(NamedTuple):
       trusted: ``[N] bool``.
       labels: ``[N] int32`` labels to distil with (recalibrated where recalled).
       scores: ``[N] float`` last trust scores.
+      losses: ``[N] float`` the referees' last per-sample losses, w.r.t.
+      loss_labels: ``[N] int`` the labels the last partition saw.
       rounds: per-round statistics (`diagnostics`).
     """
 
     trusted: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    losses: np.ndarray
+    loss_labels: np.ndarray
     rounds: list[dict]
 
 
@@ -178,16 +192,26 @@ def run_tad(
     """
     n = len(noisy_labels)
     labels, trusted = noisy_labels.astype(np.int32), np.ones(n, bool)
-    state = _train(model, x, labels, trusted, num_classes, config, config.warmup_epochs, None, key)
+    warmup = config.epochs(config.warmup_steps, n)
+    state = _train(model, x, labels, trusted, num_classes, config, warmup, None, key)
     if config.mode == "small-loss":
         return _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round)
-    rounds, scores = [], np.zeros(n, np.float32)
+    rounds = []
     for k in range(config.rounds):
         if k > 0:
             state = _train(
-                model, x, labels, trusted, num_classes, config, config.epochs_per_round, state, key
+                model,
+                x,
+                labels,
+                trusted,
+                num_classes,
+                config,
+                config.epochs(config.steps_per_round, n),
+                state,
+                key,
             )
         view = look(model, state.params, x, labels)
+        seen = labels
         tau = threshold_schedule(k, config.rounds, config.tau_start, config.tau_end)
         split, scores = _partition_fn(num_classes, config.gmm_iterations, n)(
             view.losses, jnp.asarray(labels), tau=jnp.float32(tau)
@@ -201,7 +225,7 @@ def run_tad(
         rounds.append(diagnostics(k, tau, trusted, labels, noisy_labels, clean_labels, recalled))
         if on_round is not None:
             on_round(rounds[-1])
-    return TrustSplit(trusted, labels, np.asarray(scores), rounds)
+    return TrustSplit(trusted, labels, np.asarray(scores), np.asarray(view.losses), seen, rounds)
 
 
 def _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round):
@@ -212,4 +236,5 @@ def _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_r
     stats = diagnostics(0, 0.0, keep, labels, labels, clean_labels, np.zeros_like(keep))
     if on_round is not None:
         on_round(stats)
-    return TrustSplit(keep, labels, -np.asarray(view.losses), [stats])
+    losses = np.asarray(view.losses)
+    return TrustSplit(keep, labels, -losses, losses, labels, [stats])

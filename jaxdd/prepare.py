@@ -1,0 +1,128 @@
+"""The first pipeline stages every driver shares: data → noise → [trust] → pixel space.
+
+    dataset ──► noise ──► (stratified cap) ──► pixel space ──► [TAD / small-loss split]
+
+`prepare` returns a `Prepared` value that baselines and distillation methods
+train from; with a trust config, only the trusted space (with its
+recalibrated labels) remains — the diversion of ALGORITHMS.md 4.4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from jaxdd import report
+from jaxdd.data import noise as noise_lib
+from jaxdd.data.dataset import Dataset
+from jaxdd.data.preprocess import PixelSpace, pixel_space
+from jaxdd.data.registry import load_dataset
+from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
+from jaxdd.trust.dual import TADConfig, TrustSplit, run_tad
+from jaxdd.trust.plots import save_loss_histograms, save_round_curves
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Training data after noise and (optionally) trust diversion.
+
+    Attributes:
+      ds: the dataset (clean labels, test set, class names).
+      noisy: the injected noise over the FULL training set.
+      idx: ``[n]`` indices into ``ds.x_train`` of the samples kept.
+      x: ``[n, H, W, C] float32`` those images in the pixel space.
+      labels: ``[n]`` the labels to train with (noisy, or recalibrated).
+      space: the pixel space (normalisation, optional ZCA).
+      split: the trust split over the pre-diversion samples, or None.
+    """
+
+    ds: Dataset
+    noisy: noise_lib.NoisyLabels
+    idx: np.ndarray
+    x: np.ndarray
+    labels: np.ndarray
+    space: PixelSpace
+    split: TrustSplit | None = None
+
+    @property
+    def clean(self) -> np.ndarray:
+        """``[n]`` true labels of the kept samples."""
+        return self.ds.y_train[self.idx]
+
+    def model(self, width: int, depth: int | None = None) -> Model:
+        """The ConvNet for this data (depth by image size unless given)."""
+        ds = self.ds
+        depth = depth or depth_for(min(ds.image_shape[:2]))
+        return make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, width, depth))
+
+
+def stratified_cap(labels: np.ndarray, limit: int, *, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified random subset of about `limit` examples."""
+    rng = np.random.default_rng(seed)
+    frac = min(1.0, limit / len(labels))
+    picks = [
+        rng.permutation(np.flatnonzero(labels == c))[: max(1, round(frac * np.sum(labels == c)))]
+        for c in np.unique(labels)
+    ]
+    return np.sort(np.concatenate(picks))
+
+
+def prepare(
+    dataset: str,
+    noise: str,
+    *,
+    noise_seed: int = 0,
+    max_train: int | None = None,
+    zca: bool = False,
+    trust: TADConfig | None = None,
+    seed: int = 0,
+    run: report.RunDir | None = None,
+) -> Prepared:
+    """Loads, corrupts, caps and (optionally) diverts the training data.
+
+    The pixel space (and ZCA) is fitted on the images of all kept samples:
+    images are not noisy, only labels are.
+    """
+    ds = load_dataset(dataset)
+    noisy = noise_lib.make_noisy(ds, noise, seed=noise_seed)
+    log = run.log if run is not None else (lambda **_: None)
+    log(event="noise", rate=noisy.rate, transition=noisy.transition)
+    idx = np.arange(len(ds.y_train))
+    if max_train is not None:
+        idx = stratified_cap(noisy.labels, max_train, seed=seed)
+    space = pixel_space(ds.x_train[idx], zca=zca)
+    x = np.asarray(space.encode(ds.x_train[idx]))
+    prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space)
+    if trust is None:
+        return prepared
+    referee = prepared.model(trust.width)
+    split = run_tad(
+        referee,
+        jax.numpy.asarray(x),
+        prepared.labels,
+        ds.num_classes,
+        trust,
+        key=jax.random.key(seed + 17),
+        clean_labels=prepared.clean,
+        on_round=lambda stats: log(event="trust", **stats),
+    )
+    if run is not None:
+        save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
+        save_round_curves(run.path / "trust_rounds.png", split.rounds)
+    keep = split.trusted
+    return dataclasses.replace(
+        prepared, idx=idx[keep], x=x[keep], labels=split.labels[keep], split=split
+    )
+
+
+def _report_round(stats: dict, log) -> None:
+    """Prints one trust round (precision/recall only when clean labels are known) and logs it."""
+    parts = [
+        f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in stats.items()
+        if v is not None
+    ]
+    print("[trust] " + " ".join(parts), flush=True)
+    log(event="trust", **stats)
