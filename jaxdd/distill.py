@@ -242,6 +242,7 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, run, pr
         "method": config.method,
         "noise": config.noise,
         "ipc": config.datm.ipc,
+        "images": int(state.images.shape[0]),
         "accuracy_mean": result.mean,
         "accuracy_std": result.std,
         "accuracies": result.accuracies[0].tolist(),
