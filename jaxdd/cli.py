@@ -116,7 +116,7 @@ def _add_distill_parser(sub) -> None:
     group = p.add_argument_group("trajectory matching (ALGORITHMS.md 1.6 names)")
     for field in dataclasses.fields(DATMConfig):
         flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool):
+        if isinstance(field.default, bool) or field.type.startswith("bool"):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
             kind = int if field.name == "batch_syn" else type(field.default)
