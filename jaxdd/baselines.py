@@ -18,7 +18,7 @@ from jaxdd import evaluate, report
 from jaxdd.errors import ConfigError
 from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import prepare
+from jaxdd.prepare import prepare_for
 from jaxdd.trust.dual import TADConfig
 
 
@@ -94,16 +94,7 @@ def run_baseline(
     """
     run = report.RunDir(out_root, f"baseline-{config.kind}-{config.dataset.replace(':', '_')}")
     run.write_json("config.json", config)
-    data = prepare(
-        config.dataset,
-        config.noise,
-        noise_seed=config.noise_seed,
-        max_train=config.max_train,
-        zca=config.zca,
-        trust=config.trust,
-        seed=config.seed,
-        run=run,
-    )
+    data = prepare_for(config, run)
     ds = data.ds
     keep = np.arange(len(data.idx))
     if config.kind == "random":

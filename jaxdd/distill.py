@@ -27,7 +27,7 @@ from jaxdd.methods import datm
 from jaxdd.methods.datm_init import initialise
 from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import prepare
+from jaxdd.prepare import prepare_for
 from jaxdd.trust.dual import TADConfig
 
 
@@ -149,16 +149,7 @@ def run_distill(
     name = f"distill-{config.method}-{config.dataset.replace(':', '_')}"
     run = report.RunDir.at(run_dir) if run_dir else report.RunDir(out_root, name)
     run.write_json("config.json", config)
-    data = prepare(
-        config.dataset,
-        config.noise,
-        noise_seed=config.noise_seed,
-        max_train=config.max_train,
-        zca=config.zca,
-        trust=config.trust,
-        seed=config.seed,
-        run=run,
-    )
+    data = prepare_for(config, run)
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
     model = data.model(config.width, config.depth)
     traj = load_or_train_experts(

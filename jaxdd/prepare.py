@@ -126,3 +126,17 @@ def _report_round(stats: dict, log) -> None:
     ]
     print("[trust] " + " ".join(parts), flush=True)
     log(event="trust", **stats)
+
+
+def prepare_for(config, run: report.RunDir | None = None) -> Prepared:
+    """`prepare` with the data fields of a run config (baseline or distillation)."""
+    return prepare(
+        config.dataset,
+        config.noise,
+        noise_seed=config.noise_seed,
+        max_train=config.max_train,
+        zca=config.zca,
+        trust=config.trust,
+        seed=config.seed,
+        run=run,
+    )
