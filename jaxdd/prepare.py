@@ -106,7 +106,7 @@ def prepare(
         trust,
         key=jax.random.key(seed + 17),
         clean_labels=prepared.clean,
-        on_round=lambda stats: log(event="trust", **stats),
+        on_round=lambda stats: _report_round(stats, log),
     )
     if run is not None:
         save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
