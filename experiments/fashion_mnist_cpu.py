@@ -26,7 +26,7 @@ from jaxdd.methods.datm import DATMConfig
 from jaxdd.ops.train import TrainConfig
 
 CONFIGS = {
-    # 10 000 training images, 5 experts x 8 epochs, 300 iterations of 20 student steps.
+    # 10 000 training images, 5 experts x 8 epochs, 100 iterations of 20 student steps.
     "datm-ipc10": DistillConfig(
         dataset="fashion_mnist",
         noise="none",
@@ -34,12 +34,12 @@ CONFIGS = {
         max_train=10000,
         datm=DATMConfig(
             ipc=10,
-            iterations=300,
+            iterations=100,
             syn_steps=20,
             expert_epochs=2,
             current_max_start_epoch=2,
             max_start_epoch=6,
-            expansion_end_epoch=150,
+            expansion_end_epoch=50,
             lr_img=100.0,
             lr_lr=1e-5,
             lr_y=2.0,
