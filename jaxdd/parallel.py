@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 RUNS = "runs"
@@ -30,7 +29,10 @@ def runs_mesh(num_runs: int, devices: Sequence[jax.Device] | None = None) -> Mes
     """
     devices = list(devices if devices is not None else jax.devices())
     count = max(d for d in range(1, len(devices) + 1) if num_runs % d == 0)
-    return Mesh(np.asarray(devices[:count]), (RUNS,))
+    # Auto axes: jit's partitioner places the gathers and collectives (the
+    # Explicit default of `make_mesh` would ask every gather for an out-sharding).
+    auto = (jax.sharding.AxisType.Auto,)
+    return jax.make_mesh((count,), (RUNS,), devices=devices[:count], axis_types=auto)
 
 
 def shard_runs(tree: Any, mesh: Mesh) -> Any:
