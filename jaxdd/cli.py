@@ -30,7 +30,12 @@ def _add_trust_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tad-width", type=int, default=None)
     g.add_argument("--tad-warmup-steps", type=int, default=None)
     g.add_argument("--tad-steps-per-round", type=int, default=None)
-    g.add_argument("--kappa", type=float, default=None, help="recalibration confidence")
+    g.add_argument(
+        "--kappa", type=float, default=None, help="recalibration confidence (rounds >= 1)"
+    )
+    g.add_argument(
+        "--kappa-warm", type=float, default=None, help="recalibration confidence in round 0"
+    )
     g.add_argument("--keep-ratio", type=float, default=None, help="small-loss keep ratio")
 
 
@@ -46,6 +51,7 @@ def _trust_config(args, base=None):
         "warmup_steps": args.tad_warmup_steps,
         "steps_per_round": args.tad_steps_per_round,
         "kappa": args.kappa,
+        "kappa_warm": args.kappa_warm,
         "keep_ratio": args.keep_ratio,
     }
     config = dataclasses.replace(

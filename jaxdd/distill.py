@@ -184,10 +184,17 @@ def run_distill(
             state = ckpt.restore(state)
         state = distill_loop(model, config, state, traj, ckpt, run, progress)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    return _evaluate_and_report(config, ds, space, model, state, history, init, run, progress)
+    train = {"train_size": len(labels), "train_label_noise": float(np.mean(labels != data.clean))}
+    return _evaluate_and_report(
+        config, ds, space, model, state, history, init, train, run, progress
+    )
 
 
-def _evaluate_and_report(config, ds, space, model, state, history, init, run, progress):
+def _evaluate_and_report(config, ds, space, model, state, history, init, train, run, progress):
+    """Evaluates the distilled set, saves its pictures and arrays, writes ``summary.json``.
+
+    ``train`` holds the size and label noise of the data distilled from.
+    """
     targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
     eval_cfg = dataclasses.replace(config.eval, lr=float(state.syn_lr))
     result, _ = evaluate.train_and_evaluate(
@@ -241,6 +248,7 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, run, pr
         "iterations": int(state.iteration),
         "skipped_updates": int(state.skipped),
         "init_filled": init.filled,
+        **train,
     }
     run.write_json("summary.json", summary)
     return summary, run

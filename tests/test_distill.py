@@ -126,6 +126,8 @@ def test_cli_distill_end_to_end_and_resume(tmp_path, capsys):
     assert cli.main(more) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["iterations"] == 6 and len(summary["accuracies"]) == 2
+    assert abs(summary["train_size"] - 300) <= 10  # the stratified cap
+    assert 0.25 < summary["train_label_noise"] < 0.55  # about the injected 40 %
     assert len(list((tmp_path / "experts").iterdir())) == 1  # trajectories reused
 
 

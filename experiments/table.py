@@ -1,0 +1,128 @@
+"""Markdown tables of the noisy-label runs made by ``fashion_mnist_noisy_cpu.sh``.
+
+    python -m experiments.table [ROOT] [--clean RUN_DIR]
+
+ROOT (default ``runs/fashion_mnist_noisy``) holds one folder per noise spec
+(``symmetric0.4``, ...) with one folder per row. ``--clean`` names the
+clean-label DATM run added as the last row of every table. Two tables come
+out: accuracies (mean ± std over seeds, fresh networks, clean test set) with
+the size and label noise of the data each row trained on or distilled from,
+and the trust diagnostics per round of the TAD and small-loss rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+from jaxdd.report import format_table, mean_std
+
+ROWS = {
+    "erm": "full-noisy ERM",
+    "random": "random IPC 10",
+    "datm": "DATM on noisy data",
+    "small-loss-datm": "two-stage (small-loss) + DATM",
+    "tad-datm": "TAD + DATM",
+}
+
+
+def find_run(path: pathlib.Path) -> pathlib.Path | None:
+    """The run directory at `path`, or the newest finished one inside it (``--out`` roots)."""
+    if (path / "summary.json").exists():
+        return path
+    runs = sorted(p.parent for p in path.glob("*/summary.json"))
+    return runs[-1] if runs else None
+
+
+def load_run(path: pathlib.Path) -> dict:
+    """``summary.json`` plus the logged events of one run directory."""
+    summary = json.loads((path / "summary.json").read_text())
+    lines = (path / "metrics.jsonl").read_text().splitlines()
+    summary["events"] = [json.loads(line) for line in lines if line]
+    return summary
+
+
+def _trained_on(run: dict) -> tuple[str, str]:
+    """Size and label-noise rate (%) of the data a run used; '—' where not recorded."""
+    size, noise = run.get("train_size"), run.get("train_label_noise")
+    trust = [e for e in run["events"] if e["event"] == "trust"]
+    if trust and trust[-1].get("precision") is not None:
+        size, noise = trust[-1]["trusted"], 1 - trust[-1]["precision"]
+    return (
+        "—" if size is None else str(size),
+        "—" if noise is None else f"{100 * noise:.1f}",
+    )
+
+
+def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
+    """One table row per run, in `ROWS` order then any others (e.g. the clean row)."""
+    order = [k for k in ROWS if k in runs] + [k for k in runs if k not in ROWS]
+    rows = []
+    for key in order:
+        run = runs[key]
+        size, noise = _trained_on(run)
+        rows.append(
+            {
+                "row": ROWS.get(key, key),
+                "accuracy (%)": mean_std(run["accuracies"]),
+                "seeds": str(len(run["accuracies"])),
+                "trained on / distilled from": size,
+                "its label noise (%)": noise,
+            }
+        )
+    return rows
+
+
+def trust_rows(runs: dict[str, dict]) -> list[dict]:
+    """One row per trust round of the runs that diverted their data."""
+    rows = []
+    for key in ROWS:
+        for e in (e for e in runs.get(key, {"events": []})["events"] if e["event"] == "trust"):
+            pct = lambda v: "—" if v is None else f"{100 * v:.1f}"  # noqa: E731
+            rows.append(
+                {
+                    "row": ROWS[key],
+                    "round": str(e["round"]),
+                    "trusted": f"{e['trusted']} ({pct(e['trusted_fraction'])} %)",
+                    "precision (%)": pct(e.get("precision")),
+                    "clean recall (%)": pct(e.get("clean_recall")),
+                    "recalled": str(e["recalled"]),
+                    "recalibration acc. (%)": pct(e.get("recalibration_accuracy")),
+                }
+            )
+    return rows
+
+
+def tables(root: pathlib.Path, clean: pathlib.Path | None = None) -> str:
+    """Both Markdown tables for every noise folder under `root`."""
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        runs = {
+            key: load_run(run)
+            for key in ROWS
+            if (folder / key).exists() and (run := find_run(folder / key)) is not None
+        }
+        if not runs:
+            continue
+        if clean is not None:
+            runs["DATM on clean labels"] = load_run(clean)
+        rows = accuracy_rows(runs)
+        out += [f"### {folder.name}", "", format_table(rows, list(rows[0]))]
+        trust = trust_rows(runs)
+        if trust:
+            out += ["", format_table(trust, list(trust[0]))]
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="runs/fashion_mnist_noisy")
+    parser.add_argument("--clean", help="clean-label DATM run directory (last row)")
+    args = parser.parse_args(argv)
+    print(tables(pathlib.Path(args.root), pathlib.Path(args.clean) if args.clean else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+import importlib.util
+import json
+import pathlib
+
+FILE = pathlib.Path(__file__).parents[1] / "experiments" / "table.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("experiments_table", FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(path, summary, events):
+    path.mkdir(parents=True)
+    (path / "summary.json").write_text(json.dumps(summary))
+    (path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
+    table = _module()
+    root = tmp_path / "noisy" / "symmetric0.4"
+    _run(
+        root / "datm",
+        {"accuracies": [0.70, 0.72], "train_size": 1000, "train_label_noise": 0.4},
+        [],
+    )
+    trust = {
+        "event": "trust",
+        "round": 0,
+        "trusted": 600,
+        "trusted_fraction": 0.6,
+        "recalled": 50,
+        "precision": 0.95,
+        "clean_recall": 0.9,
+        "recalibration_accuracy": 0.8,
+    }
+    _run(root / "tad-datm", {"accuracies": [0.8], "train_size": 600}, [trust])
+    # A baseline run lives one level down (its --out root holds a stamped run dir).
+    _run(root / "erm" / "20260101-000000-baseline", {"accuracies": [0.5]}, [])
+    (root / "random").mkdir()  # unfinished: left out
+    _run(tmp_path / "clean", {"accuracies": [0.9]}, [])
+
+    text = table.tables(tmp_path / "noisy", tmp_path / "clean")
+
+    lines = text.splitlines()
+    assert lines[0] == "### symmetric0.4"
+    body = [line for line in lines if line.startswith("| ")]
+    rows = [line.split("|")[1].strip() for line in body]
+    assert rows[:5] == [
+        "row",
+        "full-noisy ERM",
+        "DATM on noisy data",
+        "TAD + DATM",
+        "DATM on clean labels",
+    ]
+    assert "71.00 ± 1.00" in body[2] and "| 1000 |" in body[2] and "40.0" in body[2]
+    # the trusted split's size and noise come from the last trust round
+    assert "| 600 |" in body[3] and "5.0" in body[3]
+    assert "random IPC 10" not in text
+    trust_line = next(line for line in body if "| 0 |" in line)
+    assert "600 (60.0 %)" in trust_line and "80.0" in trust_line
