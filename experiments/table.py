@@ -6,7 +6,8 @@ ROOT (default ``runs/fashion_mnist_noisy``) holds one folder per noise spec
 (``symmetric0.4``, ...) with one folder per row. ``--clean`` names the
 clean-label DATM run added as the last row of every table. Two tables come
 out: accuracies (mean ± std over seeds, fresh networks, clean test set) with
-the size and label noise of the data each row trained on or distilled from,
+the size and label noise of the data each row trained on or distilled from
+(and, for DATM rows, of the real images the synthetic set started from),
 and the trust diagnostics per round of the TAD and small-loss rows.
 """
 
@@ -62,6 +63,7 @@ def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
     for key in order:
         run = runs[key]
         size, noise = _trained_on(run)
+        init = [e["label_noise"] for e in run["events"] if e["event"] == "init"]
         rows.append(
             {
                 "row": ROWS.get(key, key),
@@ -69,6 +71,7 @@ def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
                 "seeds": str(len(run["accuracies"])),
                 "trained on / distilled from": size,
                 "its label noise (%)": noise,
+                "label noise of the initial images (%)": f"{100 * init[-1]:.1f}" if init else "—",
             }
         )
     return rows

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train_args(base)
     _add_trust_args(base)
     _add_distill_parser(sub)
-    demo = sub.add_parser("demo", help="noisy digits: ERM and random baselines, one table")
+    demo = sub.add_parser("demo", help="noisy digits: baselines, DATM, two-stage and TAD + DATM")
     demo.add_argument("--out", default="runs")
     demo.add_argument("--no-progress", action="store_true")
     return parser

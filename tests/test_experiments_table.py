@@ -36,7 +36,8 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
         "clean_recall": 0.9,
         "recalibration_accuracy": 0.8,
     }
-    _run(root / "tad-datm", {"accuracies": [0.8], "train_size": 600}, [trust])
+    init = {"event": "init", "filled": 0, "label_noise": 0.02}
+    _run(root / "tad-datm", {"accuracies": [0.8], "train_size": 600}, [trust, init])
     # A baseline run lives one level down (its --out root holds a stamped run dir).
     _run(root / "erm" / "20260101-000000-baseline", {"accuracies": [0.5]}, [])
     (root / "random").mkdir()  # unfinished: left out
@@ -57,7 +58,7 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
     ]
     assert "71.00 ± 1.00" in body[2] and "| 1000 |" in body[2] and "40.0" in body[2]
     # the trusted split's size and noise come from the last trust round
-    assert "| 600 |" in body[3] and "5.0" in body[3]
+    assert "| 600 |" in body[3] and "| 5.0 |" in body[3] and body[3].endswith("| 2.0 |")
     assert "random IPC 10" not in text
     trust_line = next(line for line in body if "| 0 |" in line)
     assert "600 (60.0 %)" in trust_line and "80.0" in trust_line
