@@ -87,9 +87,11 @@ def run_demo(*, out_root: str = "runs", progress: bool = True) -> list[dict]:
 
 
 def _row(name: str, summary: dict, run: report.RunDir) -> dict:
+    """One table row: the images the evaluated nets train on, the real data behind them."""
     return {
         "method": name,
-        "images": summary.get("train_size", summary.get("images")),
+        "images": summary.get("images", summary["train_size"]),
+        "real data used": summary["train_size"],
         "test accuracy (%)": report.mean_std(summary["accuracies"]),
         "run": run.path.name,
     }
