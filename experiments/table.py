@@ -1,6 +1,6 @@
 """Markdown tables of the noisy-label runs made by ``fashion_mnist_noisy_cpu.sh``.
 
-    python -m experiments.table [ROOT] [--clean RUN_DIR]
+    python -m experiments.table [ROOT] [--clean RUN_DIR] [--extra LABEL=RUN_DIR ...]
 
 ROOT (default ``runs/fashion_mnist_noisy``) holds one folder per noise spec
 (``symmetric0.4``, ...) with one folder per row. ``--clean`` names the
@@ -97,8 +97,11 @@ def trust_rows(runs: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def tables(root: pathlib.Path, clean: pathlib.Path | None = None) -> str:
-    """Both Markdown tables for every noise folder under `root`."""
+def tables(root: pathlib.Path, clean: pathlib.Path | None = None, extra: dict | None = None) -> str:
+    """Both Markdown tables for every noise folder under `root`.
+
+    `clean` and every ``label: run directory`` of `extra` are appended as rows.
+    """
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         runs = {
@@ -110,6 +113,7 @@ def tables(root: pathlib.Path, clean: pathlib.Path | None = None) -> str:
             continue
         if clean is not None:
             runs["DATM on clean labels"] = load_run(clean)
+        runs |= {label: load_run(pathlib.Path(path)) for label, path in (extra or {}).items()}
         rows = accuracy_rows(runs)
         out += [f"### {folder.name}", "", format_table(rows, list(rows[0]))]
         trust = trust_rows(runs)
@@ -123,8 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", default="runs/fashion_mnist_noisy")
     parser.add_argument("--clean", help="clean-label DATM run directory (last row)")
+    parser.add_argument(
+        "--extra", action="append", default=[], metavar="LABEL=DIR", help="more rows (controls)"
+    )
     args = parser.parse_args(argv)
-    print(tables(pathlib.Path(args.root), pathlib.Path(args.clean) if args.clean else None))
+    extra = dict(item.split("=", 1) for item in args.extra)
+    clean = pathlib.Path(args.clean) if args.clean else None
+    print(tables(pathlib.Path(args.root), clean, extra))
 
 
 if __name__ == "__main__":

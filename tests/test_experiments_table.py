@@ -43,18 +43,20 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
     (root / "random").mkdir()  # unfinished: left out
     _run(tmp_path / "clean", {"accuracies": [0.9]}, [])
 
-    text = table.tables(tmp_path / "noisy", tmp_path / "clean")
+    _run(tmp_path / "control", {"accuracies": [0.85], "train_size": 600}, [])
+    text = table.tables(tmp_path / "noisy", tmp_path / "clean", {"control": tmp_path / "control"})
 
     lines = text.splitlines()
     assert lines[0] == "### symmetric0.4"
     body = [line for line in lines if line.startswith("| ")]
     rows = [line.split("|")[1].strip() for line in body]
-    assert rows[:5] == [
+    assert rows[:6] == [
         "row",
         "full-noisy ERM",
         "DATM on noisy data",
         "TAD + DATM",
         "DATM on clean labels",
+        "control",
     ]
     assert "71.00 ± 1.00" in body[2] and "| 1000 |" in body[2] and "40.0" in body[2]
     # the trusted split's size and noise come from the last trust round
