@@ -17,7 +17,7 @@ import argparse
 import json
 import pathlib
 
-from jaxdd.report import format_table, mean_std
+from jaxdd.report import RunDir, format_table, mean_std
 
 ROWS = {
     "erm": "full-noisy ERM",
@@ -39,21 +39,12 @@ def find_run(path: pathlib.Path) -> pathlib.Path | None:
 def load_run(path: pathlib.Path) -> dict:
     """``summary.json`` plus the logged events of one run directory."""
     summary = json.loads((path / "summary.json").read_text())
-    lines = (path / "metrics.jsonl").read_text().splitlines()
-    summary["events"] = [json.loads(line) for line in lines if line]
+    summary["events"] = RunDir.at(path).read_events()
     return summary
 
 
-def _trained_on(run: dict) -> tuple[str, str]:
-    """Size and label-noise rate (%) of the data a run used; '—' where not recorded."""
-    size, noise = run.get("train_size"), run.get("train_label_noise")
-    trust = [e for e in run["events"] if e["event"] == "trust"]
-    if trust and trust[-1].get("precision") is not None:
-        size, noise = trust[-1]["trusted"], 1 - trust[-1]["precision"]
-    return (
-        "—" if size is None else str(size),
-        "—" if noise is None else f"{100 * noise:.1f}",
-    )
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
 
 
 def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
@@ -62,16 +53,16 @@ def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
     rows = []
     for key in order:
         run = runs[key]
-        size, noise = _trained_on(run)
+        size = run.get("train_size")
         init = [e["label_noise"] for e in run["events"] if e["event"] == "init"]
         rows.append(
             {
                 "row": ROWS.get(key, key),
                 "accuracy (%)": mean_std(run["accuracies"]),
                 "seeds": str(len(run["accuracies"])),
-                "trained on / distilled from": size,
-                "its label noise (%)": noise,
-                "label noise of the initial images (%)": f"{100 * init[-1]:.1f}" if init else "—",
+                "trained on / distilled from": "—" if size is None else str(size),
+                "its label noise (%)": _pct(run.get("train_label_noise")),
+                "label noise of the initial images (%)": _pct(init[-1] if init else None),
             }
         )
     return rows
@@ -82,16 +73,15 @@ def trust_rows(runs: dict[str, dict]) -> list[dict]:
     rows = []
     for key in ROWS:
         for e in (e for e in runs.get(key, {"events": []})["events"] if e["event"] == "trust"):
-            pct = lambda v: "—" if v is None else f"{100 * v:.1f}"  # noqa: E731
             rows.append(
                 {
                     "row": ROWS[key],
                     "round": str(e["round"]),
-                    "trusted": f"{e['trusted']} ({pct(e['trusted_fraction'])} %)",
-                    "precision (%)": pct(e.get("precision")),
-                    "clean recall (%)": pct(e.get("clean_recall")),
+                    "trusted": f"{e['trusted']} ({_pct(e['trusted_fraction'])} %)",
+                    "precision (%)": _pct(e.get("precision")),
+                    "clean recall (%)": _pct(e.get("clean_recall")),
                     "recalled": str(e["recalled"]),
-                    "recalibration acc. (%)": pct(e.get("recalibration_accuracy")),
+                    "recalibration acc. (%)": _pct(e.get("recalibration_accuracy")),
                 }
             )
     return rows

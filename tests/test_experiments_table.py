@@ -37,7 +37,8 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
         "recalibration_accuracy": 0.8,
     }
     init = {"event": "init", "filled": 0, "label_noise": 0.02}
-    _run(root / "tad-datm", {"accuracies": [0.8], "train_size": 600}, [trust, init])
+    tad = {"accuracies": [0.8], "train_size": 600, "train_label_noise": 0.05}
+    _run(root / "tad-datm", tad, [trust, init])
     # A baseline run lives one level down (its --out root holds a stamped run dir).
     _run(root / "erm" / "20260101-000000-baseline", {"accuracies": [0.5]}, [])
     (root / "random").mkdir()  # unfinished: left out
@@ -59,7 +60,7 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
         "control",
     ]
     assert "71.00 ± 1.00" in body[2] and "| 1000 |" in body[2] and "40.0" in body[2]
-    # the trusted split's size and noise come from the last trust round
+    # the diverted rows report the trusted split's size and noise
     assert "| 600 |" in body[3] and "| 5.0 |" in body[3] and body[3].endswith("| 2.0 |")
     assert "random IPC 10" not in text
     trust_line = next(line for line in body if "| 0 |" in line)
