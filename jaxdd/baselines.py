@@ -16,7 +16,6 @@ import numpy as np
 
 from jaxdd import evaluate, report
 from jaxdd.errors import ConfigError
-from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -104,7 +103,7 @@ def run_baseline(
     result, _ = evaluate.train_and_evaluate(
         data.model(config.width, config.depth),
         data.x[keep],
-        one_hot(data.labels[keep], ds.num_classes),
+        data.targets(keep, weighted=config.kind == "erm"),
         data.space.encode(ds.x_test),
         ds.y_test,
         config.train,

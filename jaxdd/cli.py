@@ -37,6 +37,25 @@ def _add_trust_args(p: argparse.ArgumentParser) -> None:
         "--kappa-warm", type=float, default=None, help="recalibration confidence in round 0"
     )
     g.add_argument("--keep-ratio", type=float, default=None, help="small-loss keep ratio")
+    g.add_argument(
+        "--trust-signal",
+        choices=("loss", "relative"),
+        default=None,
+        help="what the partition's mixtures fit: the loss, or the loss above the best class's",
+    )
+    g.add_argument(
+        "--recall-margin",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recalibration confidence from the referees' top-two margin (default: on)",
+    )
+    g.add_argument(
+        "--no-rebalance",
+        dest="rebalance",
+        action="store_false",
+        default=None,
+        help="train on the trusted space without restoring its class prior",
+    )
 
 
 def _trust_config(args, base=None):
@@ -53,6 +72,9 @@ def _trust_config(args, base=None):
         "kappa": args.kappa,
         "kappa_warm": args.kappa_warm,
         "keep_ratio": args.keep_ratio,
+        "signal": args.trust_signal,
+        "rebalance": args.rebalance,
+        "recall_margin": args.recall_margin,
     }
     config = dataclasses.replace(
         base or TADConfig(), mode=args.trust, **{k: v for k, v in given.items() if v is not None}

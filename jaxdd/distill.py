@@ -25,7 +25,6 @@ from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.methods import datm
 from jaxdd.methods.datm_init import initialise
-from jaxdd.ops.losses import one_hot
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -152,9 +151,7 @@ def run_distill(
     data = prepare_for(config, run)
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
     model = data.model(config.width, config.depth)
-    traj = load_or_train_experts(
-        config, model, x, one_hot(labels, ds.num_classes), experts_dir, progress
-    )
+    traj = load_or_train_experts(config, model, x, data.targets(), experts_dir, progress)
     init = initialise(
         model,
         traj,

@@ -20,7 +20,7 @@ from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
 from jaxdd.data.registry import load_dataset
 from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
-from jaxdd.trust.dual import TADConfig, TrustSplit, run_tad
+from jaxdd.trust.dual import TADConfig, TrustSplit, class_prior_weights, run_tad
 from jaxdd.trust.plots import save_loss_histograms, save_round_curves
 
 
@@ -36,6 +36,8 @@ class Prepared:
       labels: ``[n]`` the labels to train with (noisy, or recalibrated).
       space: the pixel space (normalisation, optional ZCA).
       split: the trust split over the pre-diversion samples, or None.
+      weights: ``[n]`` per-sample training weights (class-prior restoration
+        after diversion, `TADConfig.rebalance`), or None for equal weights.
     """
 
     ds: Dataset
@@ -45,11 +47,26 @@ class Prepared:
     labels: np.ndarray
     space: PixelSpace
     split: TrustSplit | None = None
+    weights: np.ndarray | None = None
 
     @property
     def clean(self) -> np.ndarray:
         """``[n]`` true labels of the kept samples."""
         return self.ds.y_train[self.idx]
+
+    def targets(self, keep: np.ndarray | None = None, *, weighted: bool = True) -> np.ndarray:
+        """``[n, C]`` (or ``[len(keep), C]``) one-hot training targets.
+
+        With `weighted` and `weights`, each row is scaled by its sample's
+        weight: a row scaled by w counts w times in `soft_cross_entropy`'s
+        mean. (A class-balanced subset, e.g. the random baseline's, needs no
+        weights.)
+        """
+        keep = np.arange(len(self.labels)) if keep is None else keep
+        rows = np.eye(self.ds.num_classes, dtype=np.float32)[self.labels[keep]]
+        if not weighted or self.weights is None:
+            return rows
+        return rows * self.weights[keep, None]
 
     def model(self, width: int, depth: int | None = None) -> Model:
         """The ConvNet for this data (depth by image size unless given)."""
@@ -112,8 +129,11 @@ def prepare(
         save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
         save_round_curves(run.path / "trust_rounds.png", split.rounds)
     keep = split.trusted
+    weights = None
+    if trust.rebalance:
+        weights = class_prior_weights(split.labels, keep, prepared.labels, ds.num_classes)
     return dataclasses.replace(
-        prepared, idx=idx[keep], x=x[keep], labels=split.labels[keep], split=split
+        prepared, idx=idx[keep], x=x[keep], labels=split.labels[keep], split=split, weights=weights
     )
 
 

@@ -87,3 +87,22 @@ def test_baseline_end_to_end_on_npz(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "random on npz:" in out and "over 2 seeds" in out
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_trust_flags_reach_the_tad_config():
+    args = cli._parser().parse_args(
+        [
+            "distill",
+            "--trust",
+            "tad",
+            "--trust-signal",
+            "loss",
+            "--no-rebalance",
+            "--no-recall-margin",
+        ]
+    )
+    config = cli._trust_config(args)
+    assert (config.mode, config.signal, config.rebalance) == ("tad", "loss", False)
+    assert not config.recall_margin
+    default = cli._trust_config(cli._parser().parse_args(["distill", "--trust", "small-loss"]))
+    assert default.mode == "small-loss" and default.rebalance and default.recall_margin

@@ -153,6 +153,7 @@ def recalibrate(
     *,
     kappa: float = 0.9,
     shrinkage: float = 0.1,
+    margin: bool = False,
 ) -> Recalibration:
     """Recalls the untrusted samples on which anchors, cosine and referee agree confidently.
 
@@ -166,6 +167,10 @@ def recalibrate(
       num_classes: C.
       kappa: confidence threshold κ (recall needs confidence > κ).
       shrinkage: see `shared_precision`.
+      margin: the referee's part of the confidence is p(ĉ) − max_{c≠ĉ} p(c)
+        instead of p(ĉ): a referee torn between two look-alike classes
+        (0.6 vs 0.4) is then not confident, one whose doubt is spread over
+        all classes (0.6 vs 0.05 each) still is.
 
     Returns:
       A `Recalibration`; trusted samples keep their labels.
@@ -179,7 +184,11 @@ def recalibrate(
     similarity = jnp.where(present[None, :], cosine(features, anchors), lowest)
     candidate = jnp.argmax(logits, axis=1).astype(jnp.int32)
     rows = jnp.arange(candidate.shape[0])
-    confidence = jnp.minimum(jax.nn.softmax(logits, axis=1), probs)[rows, candidate]
+    referee = probs[rows, candidate]
+    if margin:
+        runner_up = jnp.max(jnp.where(jax.nn.one_hot(candidate, num_classes) > 0, -1.0, probs), 1)
+        referee = referee - runner_up
+    confidence = jnp.minimum(jax.nn.softmax(logits, axis=1)[rows, candidate], referee)
     agree = (jnp.argmax(similarity, axis=1) == candidate) & (jnp.argmax(probs, axis=1) == candidate)
     recalled = ~trusted & agree & (confidence > kappa) & present[candidate]
     new_labels = jnp.where(recalled, candidate, labels.astype(jnp.int32))

@@ -36,6 +36,25 @@ class RefereeView(NamedTuple):
     features: jax.Array
 
 
+def relative_losses(probs: jax.Array, labels: jax.Array) -> jax.Array:
+    """``[N]`` log p̄_max − log p̄_ỹ: the given label's loss above the referees' best class.
+
+    Zero where the referees' argmax is the given label. Unlike the plain
+    loss it does not grow with how hard a sample is to classify, only with
+    how much the given label loses to another class: under look-alike
+    (asymmetric) noise the plain loss of a hard class's clean members (Shirt)
+    exceeds that of the easy class flipped into it (T-shirt), so the
+    low-loss mixture component of "Shirt" holds the T-shirts.
+
+    Args:
+      probs: ``[N, C]`` the referees' mean softmax.
+      labels: ``[N] int`` given labels.
+    """
+    logp = jnp.log(jnp.maximum(probs, 1e-12))
+    given = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+    return jnp.max(logp, axis=-1) - given
+
+
 def referee_targets(labels: np.ndarray, trusted: np.ndarray, num_classes: int) -> np.ndarray:
     """``[N, C]`` one-hot rows for trusted samples, zero rows (unlabelled) otherwise."""
     onehot = np.eye(num_classes, dtype=np.float32)[labels]

@@ -3,7 +3,7 @@ import pytest
 
 from jaxdd import report
 from jaxdd.prepare import prepare
-from jaxdd.trust.dual import TADConfig
+from jaxdd.trust.dual import TADConfig, class_prior_weights
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,30 @@ def test_small_loss_keeps_the_ratio_and_cleans_labels():
     assert abs(kept.mean() - 0.5) < 0.01
     assert np.mean(data.labels == data.clean) > 0.85  # vs ~0.61 before selection
     assert data.split.rounds[0]["recalled"] == 0
+
+
+def test_class_prior_weights_restore_the_prior_before_diversion():
+    given = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # prior: half and half
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])  # one sample recalled into class 0
+    keep = np.array([1, 1, 1, 1, 1, 0, 0, 1], bool)  # kept: five of class 0, one of class 1
+    weights = class_prior_weights(labels, keep, given, 2)
+    assert weights.mean() == pytest.approx(1.0)
+    kept = labels[keep]
+    assert weights[kept == 0].sum() == pytest.approx(weights[kept == 1].sum())
+    assert np.allclose(weights[kept == 0], weights[kept == 0][0])
+
+
+def test_rebalancing_weights_reach_the_training_targets(tad_digits):
+    data, _ = tad_digits
+    weights, num_classes = data.weights, data.ds.num_classes
+    assert weights.shape == data.labels.shape
+    mass = np.bincount(data.labels, weights=weights, minlength=num_classes)
+    prior = np.bincount(data.noisy.labels, minlength=num_classes)  # digits: no subset cap
+    assert np.allclose(mass / mass.sum(), prior / prior.sum(), atol=1e-5)
+    assert np.allclose(data.targets().sum(-1), weights)
+    assert np.allclose(data.targets(weighted=False).sum(-1), 1.0)
+
+
+def test_no_rebalancing_leaves_equal_weights():
+    data = prepare("digits", "symmetric:0.4", trust=TADConfig(mode="small-loss", rebalance=False))
+    assert data.weights is None and np.allclose(data.targets().sum(-1), 1.0)

@@ -11,7 +11,7 @@ from jaxdd.trust.recalibrate import (
     shared_precision,
 )
 
-RECALIBRATE = jax.jit(recalibrate, static_argnames="num_classes")
+RECALIBRATE = jax.jit(recalibrate, static_argnames=("num_classes", "margin"))
 PRECISION = jax.jit(shared_precision)
 NUM_CLASSES, DIM, PER_CLASS = 5, 16, 120
 
@@ -149,3 +149,20 @@ def test_mahalanobis_and_cosine_match_naive_numpy():
     np.testing.assert_allclose(cosine(features, anchors), unit_features @ unit_anchors.T, 1e-5)
     zero = cosine(features, np.zeros((1, 5), np.float32))
     np.testing.assert_array_equal(zero, 0.0)
+
+
+def test_margin_confidence_keeps_out_samples_torn_between_two_classes():
+    features, clean, given, trusted, _ = _clusters()
+    n = clean.size
+    torn = np.arange(n) % 2 == 0  # the referee hesitates between the class and its neighbour
+    probs = np.full((n, NUM_CLASSES), 0.01, np.float32)
+    probs[np.arange(n), clean] = np.where(torn, 0.55, 0.96)
+    probs[np.arange(n), (clean + 1) % NUM_CLASSES] += np.where(torn, 0.42, 0.01)
+    plain = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.5)
+    margin = RECALIBRATE(
+        features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.5, margin=True
+    )
+    plain, margin = np.asarray(plain.recalled), np.asarray(margin.recalled)
+    assert plain[torn & ~trusted].mean() > 0.9
+    assert not margin[torn].any()
+    np.testing.assert_array_equal(margin[~torn], plain[~torn])
