@@ -87,10 +87,23 @@ def trust_rows(runs: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def _extra_run(folder: pathlib.Path, path: str) -> pathlib.Path | None:
+    """An extra row's run: `path` inside the noise folder if it is there, else `path` itself.
+
+    A row name inside the folders (``tad-v1-datm``) adds that row to the
+    tables of the noises that have it; a full path adds it to every table.
+    """
+    for candidate in (folder / path, pathlib.Path(path)):
+        if candidate.exists():
+            return find_run(candidate)
+    return None
+
+
 def tables(root: pathlib.Path, clean: pathlib.Path | None = None, extra: dict | None = None) -> str:
     """Both Markdown tables for every noise folder under `root`.
 
-    `clean` and every ``label: run directory`` of `extra` are appended as rows.
+    `clean` and every ``label: run directory`` of `extra` (`_extra_run`) are
+    appended as rows.
     """
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -103,7 +116,9 @@ def tables(root: pathlib.Path, clean: pathlib.Path | None = None, extra: dict | 
             continue
         if clean is not None:
             runs["DATM on clean labels"] = load_run(clean)
-        runs |= {label: load_run(pathlib.Path(path)) for label, path in (extra or {}).items()}
+        for label, path in (extra or {}).items():
+            if (run := _extra_run(folder, path)) is not None:
+                runs[label] = load_run(run)
         rows = accuracy_rows(runs)
         out += [f"### {folder.name}", "", format_table(rows, list(rows[0]))]
         trust = trust_rows(runs)

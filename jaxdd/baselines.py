@@ -97,7 +97,8 @@ def run_baseline(
     ds = data.ds
     keep = np.arange(len(data.idx))
     if config.kind == "random":
-        keep = random_subset(data.labels, config.ipc, ds.num_classes, seed=config.seed)
+        pool = data.init_pool  # the trusted space under diversion
+        keep = pool[random_subset(data.labels[pool], config.ipc, ds.num_classes, seed=config.seed)]
     elif config.kind != "erm":
         raise ConfigError(f"unknown baseline kind {config.kind!r}: use erm or random")
     result, _ = evaluate.train_and_evaluate(

@@ -50,6 +50,12 @@ def _add_trust_args(p: argparse.ArgumentParser) -> None:
         help="recalibration confidence from the referees' top-two margin (default: on)",
     )
     g.add_argument(
+        "--diversion",
+        choices=("select", "weight"),
+        default=None,
+        help="train on the trusted space only, or on all data weighted by trust",
+    )
+    g.add_argument(
         "--no-rebalance",
         dest="rebalance",
         action="store_false",
@@ -75,6 +81,7 @@ def _trust_config(args, base=None):
         "signal": args.trust_signal,
         "rebalance": args.rebalance,
         "recall_margin": args.recall_margin,
+        "diversion": args.diversion,
     }
     config = dataclasses.replace(
         base or TADConfig(), mode=args.trust, **{k: v for k, v in given.items() if v is not None}

@@ -152,17 +152,19 @@ def run_distill(
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
     model = data.model(config.width, config.depth)
     traj = load_or_train_experts(config, model, x, data.targets(), experts_dir, progress)
+    pool = data.init_pool  # the trusted space under diversion
     init = initialise(
         model,
         traj,
-        x,
-        labels,
+        x[pool],
+        labels[pool],
         ds.num_classes,
         config.datm.ipc,
         how=config.datm.init,
         soft_labels=config.datm.soft_labels,
         seed=config.seed,
     )
+    init = init._replace(indices=pool[init.indices])
     run.log(
         event="init",
         filled=init.filled,
@@ -181,7 +183,7 @@ def run_distill(
             state = ckpt.restore(state)
         state = distill_loop(model, config, state, traj, ckpt, run, progress)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    train = {"train_size": len(labels), "train_label_noise": float(np.mean(labels != data.clean))}
+    train = {"train_size": len(labels), "train_label_noise": data.label_noise()}
     return _evaluate_and_report(
         config, ds, space, model, state, history, init, train, run, progress
     )

@@ -20,7 +20,7 @@ from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
 from jaxdd.data.registry import load_dataset
 from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
-from jaxdd.trust.dual import TADConfig, TrustSplit, class_prior_weights, run_tad
+from jaxdd.trust.dual import TADConfig, TrustSplit, diversion_weights, run_tad
 from jaxdd.trust.plots import save_loss_histograms, save_round_curves
 
 
@@ -36,8 +36,11 @@ class Prepared:
       labels: ``[n]`` the labels to train with (noisy, or recalibrated).
       space: the pixel space (normalisation, optional ZCA).
       split: the trust split over the pre-diversion samples, or None.
-      weights: ``[n]`` per-sample training weights (class-prior restoration
-        after diversion, `TADConfig.rebalance`), or None for equal weights.
+      weights: ``[n]`` per-sample training weights after diversion
+        (`jaxdd.trust.dual.diversion_weights`), or None for equal weights.
+      trusted: ``[n] bool`` the trusted samples among those kept (all of
+        them unless `TADConfig.diversion` is ``weight``), or None without
+        diversion: the real-image initialisation draws from these.
     """
 
     ds: Dataset
@@ -48,6 +51,17 @@ class Prepared:
     space: PixelSpace
     split: TrustSplit | None = None
     weights: np.ndarray | None = None
+    trusted: np.ndarray | None = None
+
+    @property
+    def init_pool(self) -> np.ndarray:
+        """``[m]`` positions (into `x`) that real-image initialisations draw from."""
+        return np.arange(len(self.labels)) if self.trusted is None else np.flatnonzero(self.trusted)
+
+    def label_noise(self) -> float:
+        """The label noise the training sees: weighted by `weights` when there are any."""
+        wrong = (self.labels != self.clean).astype(np.float64)
+        return float(np.average(wrong, weights=self.weights)) if len(wrong) else 0.0
 
     @property
     def clean(self) -> np.ndarray:
@@ -128,12 +142,16 @@ def prepare(
     if run is not None:
         save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
         save_round_curves(run.path / "trust_rounds.png", split.rounds)
-    keep = split.trusted
-    weights = None
-    if trust.rebalance:
-        weights = class_prior_weights(split.labels, keep, prepared.labels, ds.num_classes)
+    weights = diversion_weights(split, prepared.labels, ds.num_classes, trust)
+    keep = weights > 0
     return dataclasses.replace(
-        prepared, idx=idx[keep], x=x[keep], labels=split.labels[keep], split=split, weights=weights
+        prepared,
+        idx=idx[keep],
+        x=x[keep],
+        labels=split.labels[keep],
+        split=split,
+        weights=weights[keep] if trust.rebalance or trust.diversion == "weight" else None,
+        trusted=split.trusted[keep],
     )
 
 

@@ -65,3 +65,14 @@ def test_tables_report_rows_trust_rounds_and_the_clean_row(tmp_path):
     assert "random IPC 10" not in text
     trust_line = next(line for line in body if "| 0 |" in line)
     assert "600 (60.0 %)" in trust_line and "80.0" in trust_line
+
+
+def test_an_extra_row_named_inside_the_noise_folders_joins_only_their_tables(tmp_path):
+    table = _module()
+    for noise in ("symmetric0.4", "asymmetric0.4"):
+        _run(tmp_path / noise / "datm", {"accuracies": [0.7]}, [])
+    _run(tmp_path / "symmetric0.4" / "tad-old", {"accuracies": [0.6]}, [])
+    text = table.tables(tmp_path, extra={"earlier TAD": "tad-old"})
+    asym, sym = text.split("### symmetric0.4")
+    assert "earlier TAD" in sym and "60.00" in sym
+    assert "earlier TAD" not in asym

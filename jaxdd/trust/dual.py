@@ -75,6 +75,10 @@ class TADConfig:
         (`referee.relative_losses`).
       recall_margin: recalibration confidence uses the referees' margin
         p(ĉ) − max_{c≠ĉ} p(c) instead of p(ĉ) (`recalibrate.recalibrate`).
+      diversion: ``select`` trains only on the trusted space (ALGORITHMS.md
+        4.4); ``weight`` keeps every sample, the untrusted ones weighted by
+        their trust score (`diversion_weights`). The real-image
+        initialisation draws from the trusted space either way.
       rebalance: train on the diverted space with per-class weights that
         restore the class prior of the given labels before diversion
         (`class_prior_weights`). Diversion keeps easy classes almost whole
@@ -102,6 +106,7 @@ class TADConfig:
     rebalance: bool = True
     signal: Literal["loss", "relative"] = "relative"
     recall_margin: bool = True
+    diversion: Literal["select", "weight"] = "select"
 
     def epochs(self, steps: int, num_examples: int) -> int:
         """Whole epochs covering at least `steps` SGD steps on `num_examples`."""
@@ -171,26 +176,47 @@ def _recalibrate_fn(num_classes: int, kappa: float, shrinkage: float, margin: bo
 
 
 def class_prior_weights(
-    labels: np.ndarray, keep: np.ndarray, prior_labels: np.ndarray, num_classes: int
+    labels: np.ndarray, base: np.ndarray, prior_labels: np.ndarray, num_classes: int
 ) -> np.ndarray:
-    """``[n]`` weights of the kept samples that restore the prior of `prior_labels`.
+    """``[N]`` `base` weights rescaled per class to restore the prior of `prior_labels`.
 
-    A kept sample of class c weighs p(c) / q(c), with p the class frequencies of
-    `prior_labels` (the labels before diversion) and q those of the kept
-    `labels`; the weights average 1 over the kept samples.
+    A sample of class c weighs base · p(c) / q(c), with p the class
+    frequencies of `prior_labels` (the labels before diversion) and q the
+    `base`-weighted frequencies of `labels`; the weights average 1 over the
+    samples with base > 0.
 
     Args:
       labels: ``[N] int`` labels after recalibration.
-      keep: ``[N] bool`` the diverted (trusted) space.
+      base: ``[N] float`` weights before rebalancing (0: not used).
       prior_labels: ``[N] int`` the given labels.
       num_classes: C.
     """
-    kept = labels[keep]
-    q = np.bincount(kept, minlength=num_classes) / max(len(kept), 1)
-    p = np.bincount(prior_labels, minlength=num_classes) / max(len(prior_labels), 1)
-    ratio = np.divide(p, q, out=np.zeros(num_classes), where=q > 0)
-    weights = ratio[kept]
-    return (weights / weights.mean()).astype(np.float32) if len(kept) else weights
+    q = np.bincount(labels, weights=base, minlength=num_classes)
+    p = np.bincount(prior_labels, minlength=num_classes).astype(np.float64)
+    q, p = q / max(q.sum(), 1e-12), p / max(p.sum(), 1)
+    weights = base * np.divide(p, q, out=np.zeros(num_classes), where=q > 0)[labels]
+    used = base > 0
+    return (weights / weights[used].mean() if used.any() else weights).astype(np.float32)
+
+
+def diversion_weights(
+    split: TrustSplit, prior_labels: np.ndarray, num_classes: int, config: TADConfig
+) -> np.ndarray:
+    """``[N]`` training weights of every sample after diversion; 0 = left out.
+
+    ``select`` (ALGORITHMS.md 4.4): 1 on the trusted space, 0 elsewhere.
+    ``weight``: 1 on the trusted space, the last trust score (the low-loss
+    posterior, below τ) on the untrusted samples, which stay in with their
+    given labels at that weight (the small-loss baseline has no trust scores:
+    there it is ``select``). Either is then rebalanced
+    (`class_prior_weights`) when `config.rebalance`.
+    """
+    base = split.trusted.astype(np.float64)
+    if config.diversion == "weight":
+        base = np.where(split.trusted, 1.0, np.clip(split.scores, 0.0, 1.0))
+    if not config.rebalance:
+        return base.astype(np.float32)
+    return class_prior_weights(split.labels, base, prior_labels, num_classes)
 
 
 def diagnostics(round_k, tau, trusted, labels, given, clean, recalled) -> dict:

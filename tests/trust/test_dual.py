@@ -3,7 +3,7 @@ import pytest
 
 from jaxdd import report
 from jaxdd.prepare import prepare
-from jaxdd.trust.dual import TADConfig, class_prior_weights
+from jaxdd.trust.dual import TADConfig, TrustSplit, class_prior_weights, diversion_weights
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,9 @@ def test_class_prior_weights_restore_the_prior_before_diversion():
     given = np.array([0, 0, 0, 0, 1, 1, 1, 1])  # prior: half and half
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])  # one sample recalled into class 0
     keep = np.array([1, 1, 1, 1, 1, 0, 0, 1], bool)  # kept: five of class 0, one of class 1
-    weights = class_prior_weights(labels, keep, given, 2)
+    weights = class_prior_weights(labels, keep.astype(float), given, 2)
+    assert not weights[~keep].any()
+    weights = weights[keep]
     assert weights.mean() == pytest.approx(1.0)
     kept = labels[keep]
     assert weights[kept == 0].sum() == pytest.approx(weights[kept == 1].sum())
@@ -73,3 +75,31 @@ def test_rebalancing_weights_reach_the_training_targets(tad_digits):
 def test_no_rebalancing_leaves_equal_weights():
     data = prepare("digits", "symmetric:0.4", trust=TADConfig(mode="small-loss", rebalance=False))
     assert data.weights is None and np.allclose(data.targets().sum(-1), 1.0)
+
+
+def test_weight_diversion_keeps_untrusted_samples_at_their_trust_score():
+    trusted = np.array([True, True, False, False])
+    split = TrustSplit(
+        trusted=trusted,
+        labels=np.array([0, 1, 0, 1]),
+        scores=np.array([0.9, 0.95, 0.2, 0.0]),
+        losses=np.zeros(4),
+        loss_labels=np.array([0, 1, 0, 1]),
+        rounds=[],
+    )
+    given = np.array([0, 1, 0, 1])
+    plain = TADConfig(diversion="weight", rebalance=False)
+    assert np.allclose(diversion_weights(split, given, 2, plain), [1.0, 1.0, 0.2, 0.0])
+    select = TADConfig(diversion="select", rebalance=False)
+    assert np.allclose(diversion_weights(split, given, 2, select), [1.0, 1.0, 0.0, 0.0])
+    balanced = diversion_weights(split, given, 2, TADConfig(diversion="weight"))
+    assert balanced[0] + balanced[2] == pytest.approx(balanced[1])  # class masses equal
+    assert balanced[3] == 0.0
+
+
+def test_weight_diversion_trains_on_all_data_but_initialises_from_the_trusted_space():
+    config = TADConfig(diversion="weight")
+    data = prepare("digits", "symmetric:0.4", trust=config)
+    assert len(data.labels) > data.trusted.sum() >= 0.45 * len(data.labels)
+    assert set(data.init_pool) == set(np.flatnonzero(data.trusted))
+    assert np.all(data.weights[~data.trusted] < data.weights[data.trusted].min())
