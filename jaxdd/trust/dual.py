@@ -131,7 +131,8 @@ class TrustSplit(NamedTuple):
       trusted: ``[N] bool``.
       labels: ``[N] int32`` labels to distil with (recalibrated where recalled).
       scores: ``[N] float`` last trust scores.
-      losses: ``[N] float`` the referees' last per-sample losses, w.r.t.
+      losses: ``[N] float`` the last partition's per-sample signal
+        (`TADConfig.signal`: the referees' loss or relative loss) w.r.t.
       loss_labels: ``[N] int`` the labels the last partition saw.
       rounds: per-round statistics (`diagnostics`).
     """

@@ -58,7 +58,7 @@ def save_loss_histograms(
             ax.plot(grid, w * np.exp(-((grid - m) ** 2) / (2 * v)) / np.sqrt(2 * np.pi * v), "k")
         ax.set_title(str(class_names[k])[:14], fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("per-class normalised referee loss, fitted 2-component mixture")
+    fig.suptitle("per-class normalised partition signal (referee loss), fitted 2-component mixture")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
