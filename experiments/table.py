@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         "--extra", action="append", default=[], metavar="LABEL=DIR", help="more rows (controls)"
     )
     args = parser.parse_args(argv)
-    extra = dict(item.split("=", 1) for item in args.extra)
+    extra = dict(item.rsplit("=", 1) for item in args.extra)
     clean = pathlib.Path(args.clean) if args.clean else None
     print(tables(pathlib.Path(args.root), clean, extra))
 
