@@ -14,11 +14,13 @@ jaxdd's design:
 * an untrusted sample is recalled with label ĉ = argmin_c d_c only if
   argmax_c cos(φ, μ_c) and the referee's argmax are also ĉ, AND its confidence
   exceeds κ (strictly, so κ = 1 recalls nothing);
-* confidence = min(softmax_c(−d_c/2)[ĉ], p_referee(ĉ)). softmax(−d/2) is the
-  class posterior of a Gaussian model with the shared covariance and equal
-  priors; in hundreds of dimensions the distances differ by a lot and it
-  saturates at 1 for almost every sample, so the minimum with the referee's
-  probability keeps a sample out unless the referee is confident too.
+* confidence = min(softmax_c(−d_c/2)[ĉ], p_referee(ĉ)), or with `margin` the
+  referee's top-two margin p(ĉ) − max_{c≠ĉ} p(c) in place of p(ĉ) (TAD's
+  default). softmax(−d/2) is the class posterior of a Gaussian model with
+  the shared covariance and equal priors; in hundreds of dimensions the
+  distances differ by a lot and it saturates at 1 for almost every sample,
+  so the minimum with the referee's term keeps a sample out unless the
+  referee is confident too.
 """
 
 from __future__ import annotations
