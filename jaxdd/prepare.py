@@ -20,6 +20,7 @@ from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
 from jaxdd.data.registry import load_dataset
 from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
+from jaxdd.ops.losses import one_hot
 from jaxdd.trust.dual import TADConfig, TrustSplit, diversion_weights, run_tad
 from jaxdd.trust.plots import save_loss_histograms, save_round_curves
 
@@ -77,7 +78,7 @@ class Prepared:
         weights.)
         """
         keep = np.arange(len(self.labels)) if keep is None else keep
-        rows = np.eye(self.ds.num_classes, dtype=np.float32)[self.labels[keep]]
+        rows = np.asarray(one_hot(self.labels[keep], self.ds.num_classes))
         if not weighted or self.weights is None:
             return rows
         return rows * self.weights[keep, None]
