@@ -159,6 +159,14 @@ def _add_distill_parser(sub) -> None:
     group = p.add_argument_group("experts and evaluation")
     group.add_argument("--num-experts", type=int, default=None)
     group.add_argument("--expert-train-epochs", type=int, default=None)
+    group.add_argument(
+        "--expert-epoch-size",
+        type=_epoch_size,
+        default=None,
+        metavar="N|given|data",
+        help="samples per expert trajectory epoch: N, 'given' (the training set's size "
+        "before trust diversion) or 'data' (one pass over the set the experts train on)",
+    )
     group.add_argument("--eval-epochs", type=int, default=None)
     group.add_argument("--seeds", type=int, default=None)
     _add_trust_args(p)
@@ -166,6 +174,19 @@ def _add_distill_parser(sub) -> None:
     p.add_argument("--run-dir", help="resume (or create) the run in exactly this directory")
     p.add_argument("--experts-dir", default="runs/experts", help="expert trajectory cache")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _epoch_size(text: str) -> int | str:
+    """``--expert-epoch-size``: a positive sample count, ``given`` or ``data``."""
+    if text in ("given", "data"):
+        return text
+    try:
+        size = int(text)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive count, 'given' or 'data'")
+    return size
 
 
 def _distill_config(args):
@@ -202,6 +223,9 @@ def _distill_config(args):
             if v is not None
         },
     )
+    if args.expert_epoch_size is not None:
+        size = None if args.expert_epoch_size == "data" else args.expert_epoch_size
+        experts = dataclasses.replace(experts, epoch_size=size)
     evaluation = dataclasses.replace(
         base.eval,
         **{

@@ -97,6 +97,15 @@ def _expert_key(config: DistillConfig) -> str:
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:12]
 
 
+def resolve_epoch_size(config: DistillConfig, given_size: int) -> DistillConfig:
+    """`config` with ``experts.epoch_size == "given"`` replaced by `given_size`."""
+    if config.experts.epoch_size != "given":
+        return config
+    return dataclasses.replace(
+        config, experts=dataclasses.replace(config.experts, epoch_size=given_size)
+    )
+
+
 def load_or_train_experts(config, model, x, targets, experts_dir, progress):
     """Expert trajectories from the cache directory, training (or resuming) them if needed."""
     path = pathlib.Path(experts_dir) / f"{config.dataset.replace(':', '_')}-{_expert_key(config)}"
@@ -151,7 +160,9 @@ def run_distill(
     data = prepare_for(config, run)
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
     model = data.model(config.width, config.depth)
-    traj = load_or_train_experts(config, model, x, data.targets(), experts_dir, progress)
+    traj = load_or_train_experts(
+        resolve_epoch_size(config, data.given_size), model, x, data.targets(), experts_dir, progress
+    )
     pool = data.init_pool  # the trusted space under diversion
     init = initialise(
         model,

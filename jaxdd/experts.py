@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +33,13 @@ class ExpertConfig:
       lr: lr_teacher, constant.
       batch_size: SGD batch.
       dsa: DSA on every batch.
+      epoch_size: samples that make one trajectory epoch, i.e.
+        ``⌊epoch_size / batch_size⌋`` SGD steps between snapshots. None: one
+        pass over the set the experts train on (the references). ``given``:
+        the size of the training set before trust diversion, so that experts
+        on a diverted (smaller) set take as many SGD steps per epoch as
+        experts on all the data (jaxdd's own option; resolved by
+        `jaxdd.distill`, see docs/deviations.md).
     """
 
     num_experts: int = 10
@@ -39,9 +47,12 @@ class ExpertConfig:
     lr: float = 0.01
     batch_size: int = 256
     dsa: bool = True
+    epoch_size: int | Literal["given"] | None = None
 
     def train_config(self) -> TrainConfig:
         """The plain-SGD protocol: no momentum, no weight decay, constant lr."""
+        if self.epoch_size == "given":
+            raise ValueError("epoch_size='given' must be resolved to a size first (jaxdd.distill)")
         return TrainConfig(
             lr=self.lr,
             epochs=self.epochs,
@@ -51,6 +62,9 @@ class ExpertConfig:
             lr_milestones=(),
             dsa=self.dsa,
             num_seeds=self.num_experts,
+            epoch_steps=None
+            if self.epoch_size is None
+            else max(1, self.epoch_size // self.batch_size),
         )
 
 

@@ -55,6 +55,11 @@ class Prepared:
     trusted: np.ndarray | None = None
 
     @property
+    def given_size(self) -> int:
+        """How many training samples there were before trust diversion."""
+        return len(self.labels) if self.split is None else len(self.split.labels)
+
+    @property
     def init_pool(self) -> np.ndarray:
         """``[m]`` positions (into `x`) that real-image initialisations draw from."""
         return np.arange(len(self.labels)) if self.trusted is None else np.flatnonzero(self.trusted)

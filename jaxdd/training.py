@@ -23,9 +23,9 @@ from jaxdd.ops.train import (
     TrainConfig,
     TrainState,
     accuracy,
-    batch_geometry,
     init_state,
     make_train_step,
+    steps_per_epoch,
 )
 
 
@@ -87,7 +87,7 @@ class Runner:
     ):
         self.config = config
         self.devices = devices
-        _, self.steps_per_epoch = batch_geometry(int(np.shape(x)[0]), config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(config, int(np.shape(x)[0]))
         self.total_steps = config.epochs * self.steps_per_epoch
         self.chunk = loops.default_chunk(self.total_steps)
         self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize

@@ -106,3 +106,12 @@ def test_trust_flags_reach_the_tad_config():
     assert not config.recall_margin
     default = cli._trust_config(cli._parser().parse_args(["distill", "--trust", "small-loss"]))
     assert default.mode == "small-loss" and default.rebalance and default.recall_margin
+
+
+def test_expert_epoch_size_flag():
+    parse = lambda *a: cli._distill_config(cli._parser().parse_args(["distill", *a]))  # noqa: E731
+    assert parse("--expert-epoch-size", "given").experts.epoch_size == "given"
+    assert parse("--expert-epoch-size", "5000").experts.epoch_size == 5000
+    assert parse("--expert-epoch-size", "data").experts.epoch_size is None
+    with pytest.raises(SystemExit):
+        parse("--expert-epoch-size", "0")

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxdd import cli, parallel, report
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.distill import DistillConfig, distill_loop
+from jaxdd.distill import DistillConfig, distill_loop, resolve_epoch_size
 from jaxdd.methods import datm
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 
@@ -145,3 +145,11 @@ def test_window_beyond_the_experts_is_a_clear_error(tmp_path, capsys):
     ]
     assert cli.main(argv) == 2
     assert "--expert-train-epochs" in capsys.readouterr().err
+
+
+def test_given_epoch_size_resolves_to_the_pre_diversion_size():
+    given = dataclasses.replace(
+        CONFIG, experts=dataclasses.replace(CONFIG.experts, epoch_size="given")
+    )
+    assert resolve_epoch_size(given, 1234).experts.epoch_size == 1234
+    assert resolve_epoch_size(CONFIG, 1234) is CONFIG  # None: one pass over the data

@@ -1,7 +1,9 @@
+import dataclasses
 import shutil
 
 import jax
 import numpy as np
+import pytest
 
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.experts import ExpertConfig, snapshot, train_experts
@@ -44,3 +46,19 @@ def test_interrupted_expert_training_resumes_to_the_same_trajectory(digits, tmp_
         resumed = _train(digits, checkpointer=ckpt)
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_epoch_size_sets_the_sgd_steps_between_snapshots(digits):
+    x, y, _, _ = digits
+    x, t = x[:300], one_hot(y[:300], 10)  # batch 100: 3 steps per pass over the data
+    by_pass = train_experts(MODEL, x, t, CONFIG, key=jax.random.key(0), progress=False)
+    doubled = dataclasses.replace(CONFIG, epochs=1, epoch_size=600)  # 6 steps per epoch
+    long = train_experts(MODEL, x, t, doubled, key=jax.random.key(0), progress=False)
+    for a, b in zip(jax.tree.leaves(by_pass), jax.tree.leaves(long), strict=True):
+        assert b.shape[1] == 2  # init + one epoch
+        np.testing.assert_allclose(b[:, 1], a[:, 2], rtol=1e-5, atol=1e-6)
+
+
+def test_given_epoch_size_must_be_resolved_first():
+    with pytest.raises(ValueError, match="resolved"):
+        dataclasses.replace(CONFIG, epoch_size="given").train_config()

@@ -47,6 +47,10 @@ class TrainConfig:
       num_seeds: networks trained at once (vmapped), each from its own init
         and data order.
       eval_batch: test-set batch size when measuring accuracy.
+      epoch_steps: SGD steps that make one "epoch" (the unit of `epochs`,
+        milestones and snapshots); None: one pass over the training set,
+        ``⌊N / batch⌋`` steps. Data order is unaffected: every pass is a
+        fresh permutation, whatever the epoch length.
     """
 
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -63,6 +67,7 @@ class TrainConfig:
     consistency: float = 0.0
     num_seeds: int = 5
     eval_batch: int = 500
+    epoch_steps: int | None = None
 
 
 class TrainState(NamedTuple):
@@ -75,9 +80,18 @@ class TrainState(NamedTuple):
 
 
 def batch_geometry(num_examples: int, batch_size: int) -> tuple[int, int]:
-    """``(batch, steps_per_epoch)``; the last partial batch of an epoch is dropped."""
+    """``(batch, steps_per_pass)``; the last partial batch of a pass is dropped."""
     batch = min(batch_size, num_examples)
     return batch, max(1, num_examples // batch)
+
+
+def steps_per_epoch(config: TrainConfig, num_examples: int) -> int:
+    """SGD steps in one epoch: `config.epoch_steps`, or one pass over the data."""
+    if config.epoch_steps is not None:
+        if config.epoch_steps < 1:
+            raise ValueError(f"epoch_steps must be >= 1, got {config.epoch_steps}")
+        return config.epoch_steps
+    return batch_geometry(num_examples, config.batch_size)[1]
 
 
 def _gradient_transform(config: TrainConfig) -> optax.GradientTransformation:
@@ -110,7 +124,7 @@ def init_state(model: Model, config: TrainConfig, lr: jax.Array, *, key: jax.Arr
 
 
 def batch_indices(key: jax.Array, step: jax.Array, num_examples: int, batch_size: int) -> jax.Array:
-    """Indices of minibatch `step`: a fresh permutation per epoch. ``→ [batch] int32``."""
+    """Indices of minibatch `step`: a fresh permutation per pass. ``→ [batch] int32``."""
     batch, per_epoch = batch_geometry(num_examples, batch_size)
     perm = jax.random.permutation(jax.random.fold_in(key, step // per_epoch), num_examples)
     return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch, batch)
