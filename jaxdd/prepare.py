@@ -146,6 +146,7 @@ def prepare(
         on_round=lambda stats: _report_round(stats, log),
     )
     if run is not None:
+        save_split(run.path / "trust_split.npz", split, prepared)
         save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
         save_round_curves(run.path / "trust_rounds.png", split.rounds)
     weights = diversion_weights(split, prepared.labels, ds.num_classes, trust)
@@ -158,6 +159,25 @@ def prepare(
         split=split,
         weights=weights[keep] if trust.rebalance or trust.diversion == "weight" else None,
         trusted=split.trusted[keep],
+    )
+
+
+def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
+    """Writes the trust split over the pre-diversion samples to `path` (``.npz``).
+
+    Arrays, all ``[n]``: ``index`` (into the dataset's training set),
+    ``given`` (the noisy labels), ``clean``, ``trusted``, ``labels``
+    (recalibrated), ``scores`` and ``signal`` (the last partition's input).
+    """
+    np.savez_compressed(
+        path,
+        index=prepared.idx,
+        given=prepared.labels,
+        clean=prepared.clean,
+        trusted=split.trusted,
+        labels=split.labels,
+        scores=split.scores,
+        signal=split.losses,
     )
 
 

@@ -31,12 +31,20 @@ def test_tad_on_noisy_digits_meets_the_trust_targets(tad_digits):
     assert rounds[0]["trusted"] <= rounds[-1]["trusted"]
 
 
-def test_tad_writes_diagnostics_and_plots(tad_digits):
-    _, run = tad_digits
+def test_tad_writes_diagnostics_plots_and_the_split(tad_digits):
+    data, run = tad_digits
     events = [e for e in run.read_events() if e["event"] == "trust"]
     assert [e["round"] for e in events] == [0, 1, 2]
     for name in ("trust_losses.png", "trust_rounds.png"):
         assert (run.path / name).read_bytes()[:4] == b"\x89PNG"
+    saved = np.load(run.path / "trust_split.npz")
+    split = data.split
+    np.testing.assert_array_equal(saved["trusted"], split.trusted)
+    np.testing.assert_array_equal(saved["labels"], split.labels)
+    assert len(saved["index"]) == len(saved["given"]) == len(split.trusted)
+    assert np.mean(saved["labels"][saved["trusted"]] == saved["clean"][saved["trusted"]]) == (
+        pytest.approx(split.rounds[-1]["precision"])
+    )
 
 
 def test_small_loss_keeps_the_ratio_and_cleans_labels():
