@@ -56,6 +56,13 @@ def _add_trust_args(p: argparse.ArgumentParser) -> None:
         help="train on the trusted space only, or on all data weighted by trust",
     )
     g.add_argument(
+        "--init-pool",
+        choices=("trusted", "all"),
+        default=None,
+        help="DATM's image init draws from the trusted space, or from all samples with "
+        "their given labels, filtered by the experts trained on the trusted space",
+    )
+    g.add_argument(
         "--no-rebalance",
         dest="rebalance",
         action="store_false",
@@ -82,6 +89,7 @@ def _trust_config(args, base=None):
         "rebalance": args.rebalance,
         "recall_margin": args.recall_margin,
         "diversion": args.diversion,
+        "init_pool": args.init_pool,
     }
     config = dataclasses.replace(
         base or TADConfig(), mode=args.trust, **{k: v for k, v in given.items() if v is not None}

@@ -78,6 +78,11 @@ def _check(config: DistillConfig) -> None:
         )
     if not 0 <= d.min_start_epoch < min(d.current_max_start_epoch, d.max_start_epoch):
         raise ConfigError("need 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch")
+    if config.trust is not None and config.trust.init_pool == "all" and d.init != "correct":
+        raise ConfigError(
+            "--init-pool all needs the expert-filtered init (--init correct): "
+            f"--init {d.init} would start from unfiltered noisy labels"
+        )
 
 
 def _expert_key(config: DistillConfig) -> str:
@@ -88,7 +93,7 @@ def _expert_key(config: DistillConfig) -> str:
         config.noise_seed,
         config.max_train,
         config.zca,
-        dataclasses.asdict(config.trust) if config.trust else None,
+        _trust_fields(config.trust),
         config.width,
         config.depth,
         dataclasses.asdict(config.experts),
@@ -104,6 +109,15 @@ def resolve_epoch_size(config: DistillConfig, given_size: int) -> DistillConfig:
     return dataclasses.replace(
         config, experts=dataclasses.replace(config.experts, epoch_size=given_size)
     )
+
+
+def _trust_fields(trust: TADConfig | None) -> dict | None:
+    """The trust settings that shape the diverted training set (not `init_pool`)."""
+    if trust is None:
+        return None
+    fields = dataclasses.asdict(trust)
+    del fields["init_pool"]
+    return fields
 
 
 def load_or_train_experts(config, model, x, targets, experts_dir, progress):
@@ -163,26 +177,26 @@ def run_distill(
     traj = load_or_train_experts(
         resolve_epoch_size(config, data.given_size), model, x, data.targets(), experts_dir, progress
     )
-    pool = data.init_pool  # the trusted space under diversion
+    # under diversion: the trusted space, or all samples (TADConfig.init_pool)
+    pool_x, pool_labels, pool_clean = data.init_candidates()
     init = initialise(
         model,
         traj,
-        x[pool],
-        labels[pool],
+        pool_x,
+        pool_labels,
         ds.num_classes,
         config.datm.ipc,
         how=config.datm.init,
         soft_labels=config.datm.soft_labels,
         seed=config.seed,
     )
-    init = init._replace(indices=pool[init.indices])
     run.log(
         event="init",
         filled=init.filled,
-        label_noise=float(np.mean(labels[init.indices] != data.clean[init.indices])),
+        label_noise=float(np.mean(pool_labels[init.indices] != pool_clean[init.indices])),
     )
     state = datm.init_state(
-        jnp.asarray(x[init.indices]),
+        jnp.asarray(pool_x[init.indices]),
         jnp.asarray(init.labels),
         config.datm,
         key=jax.random.key(config.seed + 1),

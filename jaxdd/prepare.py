@@ -42,6 +42,9 @@ class Prepared:
       trusted: ``[n] bool`` the trusted samples among those kept (all of
         them unless `TADConfig.diversion` is ``weight``), or None without
         diversion: the real-image initialisation draws from these.
+      source: the data before diversion (every sample, given labels), or
+        None without diversion.
+      init_pool_kind: `TADConfig.init_pool` (``trusted`` without diversion).
     """
 
     ds: Dataset
@@ -53,11 +56,25 @@ class Prepared:
     split: TrustSplit | None = None
     weights: np.ndarray | None = None
     trusted: np.ndarray | None = None
+    source: Prepared | None = None
+    init_pool_kind: str = "trusted"
 
     @property
     def given_size(self) -> int:
         """How many training samples there were before trust diversion."""
-        return len(self.labels) if self.split is None else len(self.split.labels)
+        return len(self.labels) if self.source is None else len(self.source.labels)
+
+    def init_candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x [m, H, W, C], labels [m], clean [m])`` that an expert-filtered init draws from.
+
+        The trusted space (`init_pool`) with its labels, or with
+        ``init_pool_kind == "all"`` every sample before diversion with its
+        given label (`TADConfig.init_pool`).
+        """
+        if self.init_pool_kind == "all" and self.source is not None:
+            return self.source.x, self.source.labels, self.source.clean
+        pool = self.init_pool
+        return self.x[pool], self.labels[pool], self.clean[pool]
 
     @property
     def init_pool(self) -> np.ndarray:
@@ -159,6 +176,8 @@ def prepare(
         split=split,
         weights=weights[keep] if trust.rebalance or trust.diversion == "weight" else None,
         trusted=split.trusted[keep],
+        source=prepared,
+        init_pool_kind=trust.init_pool,
     )
 
 

@@ -115,3 +115,10 @@ def test_expert_epoch_size_flag():
     assert parse("--expert-epoch-size", "data").experts.epoch_size is None
     with pytest.raises(SystemExit):
         parse("--expert-epoch-size", "0")
+
+
+def test_init_pool_flag_and_its_check(tmp_path, capsys):
+    args = cli._parser().parse_args(["distill", "--trust", "tad", "--init-pool", "all"])
+    assert cli._trust_config(args).init_pool == "all"
+    argv = ["distill", "--trust", "tad", "--init-pool", "all", "--init", "real"]
+    assert "--init correct" in _fails([*argv, "--out", str(tmp_path)], capsys)
