@@ -172,8 +172,8 @@ def _add_distill_parser(sub) -> None:
         type=_epoch_size,
         default=None,
         metavar="N|given|data",
-        help="samples per expert trajectory epoch: N, 'given' (the training set's size "
-        "before trust diversion) or 'data' (one pass over the set the experts train on)",
+        help="samples per expert trajectory epoch: N, 'given' (default: the training set's "
+        "size before trust diversion) or 'data' (one pass over the set the experts train on)",
     )
     group.add_argument("--eval-epochs", type=int, default=None)
     group.add_argument("--seeds", type=int, default=None)

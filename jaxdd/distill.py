@@ -102,8 +102,12 @@ def _expert_key(config: DistillConfig) -> str:
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:12]
 
 
-def resolve_epoch_size(config: DistillConfig, given_size: int) -> DistillConfig:
-    """`config` with ``experts.epoch_size == "given"`` replaced by `given_size`."""
+def resolve_epoch_size(config: DistillConfig, given_size: int | None) -> DistillConfig:
+    """`config` with ``experts.epoch_size == "given"`` made a count.
+
+    `given_size` is the training set's size before diversion (None without
+    diversion: one pass over the data, the references' epoch).
+    """
     if config.experts.epoch_size != "given":
         return config
     return dataclasses.replace(
@@ -175,7 +179,12 @@ def run_distill(
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
     model = data.model(config.width, config.depth)
     traj = load_or_train_experts(
-        resolve_epoch_size(config, data.given_size), model, x, data.targets(), experts_dir, progress
+        resolve_epoch_size(config, None if data.source is None else data.given_size),
+        model,
+        x,
+        data.targets(),
+        experts_dir,
+        progress,
     )
     # under diversion: the trusted space, or all samples (TADConfig.init_pool)
     pool_x, pool_labels, pool_clean = data.init_candidates()

@@ -35,11 +35,12 @@ class ExpertConfig:
       dsa: DSA on every batch.
       epoch_size: samples that make one trajectory epoch, i.e.
         ``⌊epoch_size / batch_size⌋`` SGD steps between snapshots. None: one
-        pass over the set the experts train on (the references). ``given``:
-        the size of the training set before trust diversion, so that experts
-        on a diverted (smaller) set take as many SGD steps per epoch as
-        experts on all the data (jaxdd's own option; resolved by
-        `jaxdd.distill`, see docs/deviations.md).
+        pass over the set the experts train on (the references). ``given``
+        (default): the size of the training set before trust diversion, so
+        that experts on a diverted (smaller) set take as many SGD steps per
+        epoch as experts on all the data; `jaxdd.distill` resolves it, and
+        without diversion (or unresolved) it is one pass over the data, as
+        the references (jaxdd's own design, docs/deviations.md).
     """
 
     num_experts: int = 10
@@ -47,12 +48,11 @@ class ExpertConfig:
     lr: float = 0.01
     batch_size: int = 256
     dsa: bool = True
-    epoch_size: int | Literal["given"] | None = None
+    epoch_size: int | Literal["given"] | None = "given"
 
     def train_config(self) -> TrainConfig:
         """The plain-SGD protocol: no momentum, no weight decay, constant lr."""
-        if self.epoch_size == "given":
-            raise ValueError("epoch_size='given' must be resolved to a size first (jaxdd.distill)")
+        size = None if self.epoch_size == "given" else self.epoch_size
         return TrainConfig(
             lr=self.lr,
             epochs=self.epochs,
@@ -62,9 +62,7 @@ class ExpertConfig:
             lr_milestones=(),
             dsa=self.dsa,
             num_seeds=self.num_experts,
-            epoch_steps=None
-            if self.epoch_size is None
-            else max(1, self.epoch_size // self.batch_size),
+            epoch_steps=None if size is None else max(1, size // self.batch_size),
         )
 
 

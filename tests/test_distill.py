@@ -148,8 +148,8 @@ def test_window_beyond_the_experts_is_a_clear_error(tmp_path, capsys):
 
 
 def test_given_epoch_size_resolves_to_the_pre_diversion_size():
-    given = dataclasses.replace(
-        CONFIG, experts=dataclasses.replace(CONFIG.experts, epoch_size="given")
-    )
-    assert resolve_epoch_size(given, 1234).experts.epoch_size == 1234
-    assert resolve_epoch_size(CONFIG, 1234) is CONFIG  # None: one pass over the data
+    assert CONFIG.experts.epoch_size == "given"  # the default
+    assert resolve_epoch_size(CONFIG, 1234).experts.epoch_size == 1234
+    assert resolve_epoch_size(CONFIG, None).experts.epoch_size is None  # no diversion
+    data = dataclasses.replace(CONFIG, experts=dataclasses.replace(CONFIG.experts, epoch_size=None))
+    assert resolve_epoch_size(data, 1234) is data  # one pass over the diverted data

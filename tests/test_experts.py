@@ -3,7 +3,6 @@ import shutil
 
 import jax
 import numpy as np
-import pytest
 
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.experts import ExpertConfig, snapshot, train_experts
@@ -59,6 +58,7 @@ def test_epoch_size_sets_the_sgd_steps_between_snapshots(digits):
         np.testing.assert_allclose(b[:, 1], a[:, 2], rtol=1e-5, atol=1e-6)
 
 
-def test_given_epoch_size_must_be_resolved_first():
-    with pytest.raises(ValueError, match="resolved"):
-        dataclasses.replace(CONFIG, epoch_size="given").train_config()
+def test_unresolved_given_epoch_size_is_one_pass_over_the_data():
+    assert CONFIG.epoch_size == "given"  # the default
+    assert CONFIG.train_config().epoch_steps is None
+    assert dataclasses.replace(CONFIG, epoch_size=250).train_config().epoch_steps == 2
