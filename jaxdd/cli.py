@@ -59,8 +59,8 @@ def _add_trust_args(p: argparse.ArgumentParser) -> None:
         "--init-pool",
         choices=("trusted", "all"),
         default=None,
-        help="DATM's image init draws from the trusted space, or from all samples with "
-        "their given labels, filtered by the experts trained on the trusted space",
+        help="DATM's image init draws from all samples with their given labels, filtered by "
+        "the experts trained on the trusted space (default), or from the trusted space",
     )
     g.add_argument(
         "--no-rebalance",

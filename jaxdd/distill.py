@@ -78,11 +78,6 @@ def _check(config: DistillConfig) -> None:
         )
     if not 0 <= d.min_start_epoch < min(d.current_max_start_epoch, d.max_start_epoch):
         raise ConfigError("need 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch")
-    if config.trust is not None and config.trust.init_pool == "all" and d.init != "correct":
-        raise ConfigError(
-            "--init-pool all needs the expert-filtered init (--init correct): "
-            f"--init {d.init} would start from unfiltered noisy labels"
-        )
 
 
 def _expert_key(config: DistillConfig) -> str:
@@ -187,7 +182,7 @@ def run_distill(
         progress,
     )
     # under diversion: the trusted space, or all samples (TADConfig.init_pool)
-    pool_x, pool_labels, pool_clean = data.init_candidates()
+    pool_x, pool_labels, pool_clean = data.init_candidates(filtered=config.datm.init == "correct")
     init = initialise(
         model,
         traj,

@@ -64,14 +64,15 @@ class Prepared:
         """How many training samples there were before trust diversion."""
         return len(self.labels) if self.source is None else len(self.source.labels)
 
-    def init_candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(x [m, H, W, C], labels [m], clean [m])`` that an expert-filtered init draws from.
+    def init_candidates(self, *, filtered: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x [m, H, W, C], labels [m], clean [m])`` a real-image init draws from.
 
-        The trusted space (`init_pool`) with its labels, or with
-        ``init_pool_kind == "all"`` every sample before diversion with its
-        given label (`TADConfig.init_pool`).
+        The trusted space (`init_pool`) with its labels, or, for an init that
+        keeps only images the experts predict as their label (`filtered`)
+        and ``init_pool_kind == "all"``, every sample before diversion with
+        its given label (`TADConfig.init_pool`).
         """
-        if self.init_pool_kind == "all" and self.source is not None:
+        if filtered and self.init_pool_kind == "all" and self.source is not None:
             return self.source.x, self.source.labels, self.source.clean
         pool = self.init_pool
         return self.x[pool], self.labels[pool], self.clean[pool]
