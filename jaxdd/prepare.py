@@ -4,7 +4,10 @@
 
 `prepare` returns a `Prepared` value that baselines and distillation methods
 train from; with a trust config, only the trusted space (with its
-recalibrated labels) remains — the diversion of ALGORITHMS.md 4.4.
+recalibrated labels) remains — the diversion of ALGORITHMS.md 4.4 — and the
+data before diversion stays at hand (`Prepared.source`) for an
+expert-filtered image initialisation (`TADConfig.init_pool`, jaxdd's own
+design) and for counting expert epochs in the given set's SGD steps.
 """
 
 from __future__ import annotations
