@@ -44,7 +44,8 @@ class Prepared:
         (`jaxdd.trust.dual.diversion_weights`), or None for equal weights.
       trusted: ``[n] bool`` the trusted samples among those kept (all of
         them unless `TADConfig.diversion` is ``weight``), or None without
-        diversion: the real-image initialisation draws from these.
+        diversion: unfiltered real-image initialisations draw from these
+        (`init_candidates`).
       source: the data before diversion (every sample, given labels), or
         None without diversion.
       init_pool_kind: `TADConfig.init_pool` (``trusted`` without diversion).

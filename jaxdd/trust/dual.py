@@ -77,8 +77,8 @@ class TADConfig:
         p(ĉ) − max_{c≠ĉ} p(c) instead of p(ĉ) (`recalibrate.recalibrate`).
       diversion: ``select`` trains only on the trusted space (ALGORITHMS.md
         4.4); ``weight`` keeps every sample, the untrusted ones weighted by
-        their trust score (`diversion_weights`). The real-image
-        initialisation draws from the trusted space either way.
+        their trust score (`diversion_weights`). Where the real-image
+        initialisation draws from is `init_pool`'s choice either way.
       rebalance: train on the diverted space with per-class weights that
         restore the class prior of the given labels before diversion
         (`class_prior_weights`). Diversion keeps easy classes almost whole
