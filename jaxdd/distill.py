@@ -110,6 +110,16 @@ def resolve_epoch_size(config: DistillConfig, given_size: int | None) -> Distill
     )
 
 
+def _init_from_all(config: DistillConfig) -> bool:
+    """Whether the image init draws from every given label (`TADConfig.init_pool`).
+
+    Only an init that keeps the images the experts predict as their label
+    (``correct``) may; an unfiltered one draws from the trusted space.
+    """
+    trust = config.trust
+    return trust is not None and trust.init_pool == "all" and config.datm.init == "correct"
+
+
 def _trust_fields(trust: TADConfig | None) -> dict | None:
     """The trust settings that shape the diverted training set (not `init_pool`)."""
     if trust is None:
@@ -181,8 +191,7 @@ def run_distill(
         experts_dir,
         progress,
     )
-    # under diversion: the trusted space, or all samples (TADConfig.init_pool)
-    pool_x, pool_labels, pool_clean = data.init_candidates(filtered=config.datm.init == "correct")
+    pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=_init_from_all(config))
     init = initialise(
         model,
         traj,

@@ -48,7 +48,6 @@ class Prepared:
         (`init_candidates`).
       source: the data before diversion (every sample, given labels), or
         None without diversion.
-      init_pool_kind: `TADConfig.init_pool` (``trusted`` without diversion).
     """
 
     ds: Dataset
@@ -61,22 +60,20 @@ class Prepared:
     weights: np.ndarray | None = None
     trusted: np.ndarray | None = None
     source: Prepared | None = None
-    init_pool_kind: str = "trusted"
 
     @property
     def given_size(self) -> int:
         """How many training samples there were before trust diversion."""
         return len(self.labels) if self.source is None else len(self.source.labels)
 
-    def init_candidates(self, *, filtered: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def init_candidates(self, *, every_sample: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(x [m, H, W, C], labels [m], clean [m])`` a real-image init draws from.
 
-        The trusted space (`init_pool`) with its labels, or, for an init that
-        keeps only images the experts predict as their label (`filtered`)
-        and ``init_pool_kind == "all"``, every sample before diversion with
-        its given label (`TADConfig.init_pool`).
+        The trusted space (`init_pool`) with its labels, or with
+        `every_sample` every sample before diversion with its given label
+        (`TADConfig.init_pool`; without diversion the two are the same).
         """
-        if filtered and self.init_pool_kind == "all" and self.source is not None:
+        if every_sample and self.source is not None:
             return self.source.x, self.source.labels, self.source.clean
         pool = self.init_pool
         return self.x[pool], self.labels[pool], self.clean[pool]
@@ -182,7 +179,6 @@ def prepare(
         weights=weights[keep] if trust.rebalance or trust.diversion == "weight" else None,
         trusted=split.trusted[keep],
         source=prepared,
-        init_pool_kind=trust.init_pool,
     )
 
 

@@ -7,9 +7,10 @@ import numpy as np
 
 from jaxdd import cli, parallel, report
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.distill import DistillConfig, distill_loop, resolve_epoch_size
+from jaxdd.distill import DistillConfig, _init_from_all, distill_loop, resolve_epoch_size
 from jaxdd.methods import datm
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
+from jaxdd.trust.dual import TADConfig
 
 MODEL = make_convnet(ConvNetSpec(4, (6, 6, 1), width=4, depth=1))
 CONFIG = DistillConfig(
@@ -153,3 +154,12 @@ def test_given_epoch_size_resolves_to_the_pre_diversion_size():
     assert resolve_epoch_size(CONFIG, None).experts.epoch_size is None  # no diversion
     data = dataclasses.replace(CONFIG, experts=dataclasses.replace(CONFIG.experts, epoch_size=None))
     assert resolve_epoch_size(data, 1234) is data  # one pass over the diverted data
+
+
+def test_only_an_expert_filtered_init_draws_from_every_given_label():
+    tad = dataclasses.replace(CONFIG, trust=TADConfig())  # init_pool "all" by default
+    assert _init_from_all(tad)
+    assert not _init_from_all(CONFIG)  # no diversion
+    assert not _init_from_all(dataclasses.replace(tad, trust=TADConfig(init_pool="trusted")))
+    unfiltered = dataclasses.replace(tad, datm=dataclasses.replace(tad.datm, init="real"))
+    assert not _init_from_all(unfiltered)  # no filter: the trusted space
