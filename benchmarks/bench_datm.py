@@ -1,6 +1,6 @@
 """Times ONE DATM distillation iteration in jaxdd and in the PyTorch reference.
 
-Both sides do identical work (ALGORITHMS.md 1.2–1.3,
+Both sides do identical work (docs/algorithms.md §1.2–1.3,
 benchmarks/torch_baseline/README.md): a depth-3 ConvNet of `--width`
 channels on 28×28×1 images, 10 classes, IPC 10 (100 synthetic images),
 batch_syn 100, `--syn-steps` unrolled student steps, learned soft labels,

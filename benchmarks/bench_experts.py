@@ -1,6 +1,6 @@
 """Expert-training throughput: E experts at once (vmap) vs one at a time.
 
-Trains `--experts` ConvNets (ALGORITHMS.md 1.1: plain SGD, lr 0.01, batch
+Trains `--experts` ConvNets (docs/algorithms.md §1.1: plain SGD, lr 0.01, batch
 256) for `--epochs` on `--num-images` random 28×28×1 images in three ways:
 
 * ``vmap``: ``train_experts(E experts, vectorize=True)``: one program over a

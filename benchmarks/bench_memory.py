@@ -6,7 +6,7 @@ bench_datm settings (ConvNet-`--width` depth 3, 28×28×1, 10 classes, IPC 10,
 batch_syn 100, soft labels, DSA off) and reads XLA's
 ``compiled.memory_analysis()``: temp bytes (the live intermediates, what
 remat is for) and argument + output bytes. Two loop forms are measured,
-because what XLA keeps live depends on it (ALGORITHMS.md 1.2, ARCHITECTURE.md
+because what XLA keeps live depends on it (docs/algorithms.md §1.2, docs/architecture.md
 "Known platform traps"):
 
 * ``rolled``: ``lax.scan`` with ``unroll=1``, what jaxdd uses on GPU/TPU;

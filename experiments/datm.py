@@ -1,4 +1,4 @@
-"""DATM configurations: the reference table (ALGORITHMS.md 1.6) and Fashion-MNIST.
+"""DATM configurations: the reference table (docs/algorithms.md §1.6) and Fashion-MNIST.
 
 Run one with::
 
@@ -15,7 +15,7 @@ more (the references use 100 experts; the default here is 20 — raise
 Fashion-MNIST has no reference config. jaxdd's choice, and why:
   * start from the CIFAR-10 rows of the same IPC (same class count, similar
     set size, the same ConvNet depth at 28 px);
-  * no ZCA: ALGORITHMS.md 0.3 keeps it off for MNIST-type data, and the
+  * no ZCA: docs/algorithms.md §0.3 keeps it off for MNIST-type data, and the
     normalised grey pixels already have unit variance, so the CIFAR image
     learning rates (tuned on whitened pixels of variance < 1) are kept as
     they are rather than scaled up;

@@ -1,4 +1,4 @@
-"""The noisy-label baselines of ALGORITHMS.md 0.6 that need no distillation.
+"""The noisy-label baselines of docs/algorithms.md §0.6 that need no distillation.
 
 * ``erm``: train the ConvNet on the whole (noisy) training set; report the
   final and the best-epoch test accuracy (the latter is test-set selection).

@@ -18,7 +18,7 @@ ERM_EPOCHS = 50
 
 
 def _add_trust_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("trust (ALGORITHMS.md 4): train on a trusted space")
+    g = p.add_argument_group("trust (docs/algorithms.md §4): train on a trusted space")
     g.add_argument(
         "--trust",
         choices=("none", "tad", "small-loss"),
@@ -156,7 +156,7 @@ def _add_distill_parser(sub) -> None:
         ("log_every", int),
     ]:
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
-    group = p.add_argument_group("trajectory matching (ALGORITHMS.md 1.6 names)")
+    group = p.add_argument_group("trajectory matching (docs/algorithms.md §1.6 names)")
     for field in dataclasses.fields(DATMConfig):
         flag = "--" + field.name.replace("_", "-")
         if isinstance(field.default, bool) or field.type.startswith("bool"):

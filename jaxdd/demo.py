@@ -1,7 +1,7 @@
 """`jaxdd demo`: the end-to-end job on the embedded `digits` data.
 
 40 % symmetric label noise, then the rows every noisy-label study reports
-(ALGORITHMS.md 0.6): full-noisy ERM, random real subsets, DATM distilled
+(docs/algorithms.md §0.6): full-noisy ERM, random real subsets, DATM distilled
 from the noisy data, two-stage (small-loss selection) + DATM, and TAD +
 DATM — each a fresh-network evaluation over 5 seeds on the clean test set.
 """

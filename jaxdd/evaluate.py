@@ -1,7 +1,7 @@
 """Train fresh networks on a (distilled or real) set and measure clean test accuracy.
 
-Every number jaxdd reports goes through `train_and_evaluate` (ALGORITHMS.md
-0.5): all seeds (× learning rates) are one leading axis, trained at once by
+Every number jaxdd reports goes through `train_and_evaluate` (docs/algorithms.md
+§0.5): all seeds (× learning rates) are one leading axis, trained at once by
 a vmapped, jitted kernel and sharded over the device mesh; the accuracy is
 that of the FINAL network on the clean test set.
 """

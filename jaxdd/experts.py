@@ -1,4 +1,4 @@
-"""Expert trajectories for trajectory matching (ALGORITHMS.md 1.1).
+"""Expert trajectories for trajectory matching (docs/algorithms.md §1.1).
 
 E ConvNets, each from its own init and data order, trained at once (the
 runs axis of `jaxdd.training.Runner`: vmapped and sharded on accelerators)

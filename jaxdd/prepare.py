@@ -4,7 +4,7 @@
 
 `prepare` returns a `Prepared` value that baselines and distillation methods
 train from; with a trust config, only the trusted space (with its
-recalibrated labels) remains — the diversion of ALGORITHMS.md 4.4 — and the
+recalibrated labels) remains — the diversion of docs/algorithms.md §4.4 — and the
 data before diversion stays at hand (`Prepared.source`) for an
 expert-filtered image initialisation (`TADConfig.init_pool`, jaxdd's own
 design) and for counting expert epochs in the given set's SGD steps.

@@ -26,8 +26,8 @@ import torch
 from benchmarks.torch_baseline.convnet import ConvNetFlat
 from benchmarks.torch_baseline.mtt import mtt_iteration
 
-LR_TEACHER = 0.01  # initial learnable lr, as the references (ALGORITHMS.md 1.6)
-LR_IMG, LR_LR, LR_Y = 100.0, 1e-5, 2.0  # C10/10 row of ALGORITHMS.md 1.6
+LR_TEACHER = 0.01  # initial learnable lr, as the references (docs/algorithms.md §1.6)
+LR_IMG, LR_LR, LR_Y = 100.0, 1e-5, 2.0  # C10/10 row of docs/algorithms.md §1.6
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Functional ConvNet over one flat parameter vector (ALGORITHMS.md 0.1).
+"""Functional ConvNet over one flat parameter vector (docs/algorithms.md §0.1).
 
 Mirrors the references' ``ReparamModule``: every parameter is a view into a
 single flat tensor, so an unrolled student is a list of flat vectors and

@@ -1,6 +1,6 @@
 """One MTT/DATM trajectory-matching iteration, as the reference code does it.
 
-ALGORITHMS.md 1.2 and 1.3: unroll ``syn_steps`` SGD steps of a student from
+docs/algorithms.md §1.2 and 1.3: unroll ``syn_steps`` SGD steps of a student from
 the expert snapshot ``theta_0`` on minibatches of the synthetic set, keeping
 the graph (``create_graph=True``), then backpropagate the normalised
 parameter distance ``||theta_N - theta*||^2 / ||theta_0 - theta*||^2`` to the

@@ -1,4 +1,4 @@
-"""Label-noise generators for training labels (ALGORITHMS.md section 0.4).
+"""Label-noise generators for training labels (docs/algorithms.md §0.4).
 
 Noise is drawn once on the host, so everything here is numpy with a
 ``np.random.default_rng(seed)`` per call: the same seed gives the same noisy
@@ -287,7 +287,7 @@ def _sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def instance_dependent(
     labels: np.ndarray, rate: float, num_classes: int, *, features: np.ndarray, seed: int
 ) -> NoisyLabels:
-    """Part-dependent instance noise of Xia et al. 2020 (ALGORITHMS.md section 0.4).
+    """Part-dependent instance noise of Xia et al. 2020 (docs/algorithms.md §0.4).
 
     Per sample, a flip rate ``q_i ~ TruncNormal(rate, 0.1, [0, 1])``; a random
     projection ``W: [C, D, C]`` scores the other classes with

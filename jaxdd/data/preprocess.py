@@ -1,4 +1,4 @@
-"""Pixel preprocessing: per-channel normalisation and ZCA whitening (ALGORITHMS.md 0.3)."""
+"""Pixel preprocessing: per-channel normalisation and ZCA whitening (docs/algorithms.md §0.3)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def denormalize(x: ArrayLike, mean: ArrayLike, std: ArrayLike) -> jax.Array:
 
 
 def fit_zca(x: ArrayLike, eps: float = 0.1) -> ZCA:
-    """Fits ZCA whitening on images (ALGORITHMS.md 0.3).
+    """Fits ZCA whitening on images (docs/algorithms.md §0.3).
 
     The mean is subtracted and the covariance is ``Xcᵀ Xc / N`` (biased).
     kornia's ``ZCAWhitening``, which MTT/DATM use, also subtracts the mean but
@@ -163,7 +163,7 @@ class PixelSpace(NamedTuple):
 
 
 def pixel_space(x_train: np.ndarray, *, zca: bool) -> PixelSpace:
-    """Fits the pixel space on ``[N, H, W, C] uint8`` training images (ALGORITHMS.md 0.3)."""
+    """Fits the pixel space on ``[N, H, W, C] uint8`` training images (docs/algorithms.md §0.3)."""
     flat = x_train.reshape(-1, x_train.shape[-1])
     mean = (flat.mean(0) / 255.0).astype(np.float32)
     std = (flat.std(0) / 255.0).astype(np.float32)

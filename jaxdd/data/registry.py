@@ -1,6 +1,6 @@
 """Dataset registry: `load_dataset` by name and `list_datasets` with availability.
 
-Sources (ARCHITECTURE.md, "Data on these machines"):
+Sources (docs/architecture.md, "Data sources"):
 
 - ``digits``: scikit-learn's embedded 8x8 digits; always available offline.
 - ``fashion_mnist`` / ``mnist``: the original IDX files when present on disk

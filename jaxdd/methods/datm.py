@@ -1,4 +1,4 @@
-"""Trajectory matching: DATM, and MTT as a configuration of it (ALGORITHMS.md 1.2–1.4).
+"""Trajectory matching: DATM, and MTT as a configuration of it (docs/algorithms.md §1.2–1.4).
 
 Each iteration picks an expert e and a start epoch t, unrolls `syn_steps`
 SGD steps of a student from ``θ₀ = snap[e, t]`` on the synthetic set, and
@@ -44,7 +44,7 @@ from jaxdd.ops.losses import soft_cross_entropy
 
 @dataclasses.dataclass(frozen=True)
 class DATMConfig:
-    """DATM hyper-parameters (ALGORITHMS.md 1.6 names in brackets).
+    """DATM hyper-parameters (docs/algorithms.md §1.6 names in brackets).
 
     Attributes:
       ipc: synthetic images per class.

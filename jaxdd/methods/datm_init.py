@@ -1,4 +1,4 @@
-"""Initial synthetic images and labels for trajectory matching (ALGORITHMS.md 1.3).
+"""Initial synthetic images and labels for trajectory matching (docs/algorithms.md §1.3).
 
 * ``real``: `ipc` random real images per class (by the given labels).
 * ``correct`` (DATM's samples_predicted_correctly): per class, shuffle the

@@ -2,7 +2,7 @@
 
 XLA:CPU runs a convolution's weight gradient inside a loop body (`lax.scan`,
 `fori_loop`, `while_loop`) one to two orders of magnitude slower than the
-same ops unrolled (ARCHITECTURE.md, "Known platform traps"; measured again
+same ops unrolled (docs/architecture.md, "Known platform traps"; measured again
 here: 4 SGD steps of a 64-channel conv, 6.4 s in `scan` vs 0.55 s unrolled).
 GPUs and TPUs are not affected. So loops are `lax.scan` on accelerators and
 fully unrolled scans of short chunks on CPU; drivers loop over chunks in

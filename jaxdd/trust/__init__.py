@@ -1,4 +1,4 @@
-"""TAD's trust machinery (ALGORITHMS.md 4): mixtures, the outer partition, the inner recall."""
+"""TAD's trust machinery (docs/algorithms.md §4): mixtures, outer partition, inner recall."""
 
 from jaxdd.trust.gmm import GMM, fit_gmm, log_likelihood, posterior
 from jaxdd.trust.partition import (

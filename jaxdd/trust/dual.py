@@ -1,4 +1,4 @@
-"""TAD's dual loop: partition (outer) and recalibration (inner), alternated (ALGORITHMS.md 4.4).
+"""TAD's dual loop: outer partition and inner recalibration, alternated (docs/algorithms.md §4.4).
 
 Paper: an outer loop divides the data into trusted and untrusted spaces and
 diverts distillation to the trusted one; an inner loop recalibrates
@@ -70,13 +70,13 @@ class TADConfig:
         start; no GMM, no recalibration).
       keep_ratio: the small-loss baseline's fixed keep ratio.
       signal: what the class-wise mixtures are fitted to: ``loss``, the
-        referees' cross-entropy with the given labels (ALGORITHMS.md 4.2), or
+        referees' cross-entropy with the given labels (docs/algorithms.md §4.2), or
         ``relative``, that loss minus the loss of the referees' best class
         (`referee.relative_losses`).
       recall_margin: recalibration confidence uses the referees' margin
         p(ĉ) − max_{c≠ĉ} p(c) instead of p(ĉ) (`recalibrate.recalibrate`).
-      diversion: ``select`` trains only on the trusted space (ALGORITHMS.md
-        4.4); ``weight`` keeps every sample, the untrusted ones weighted by
+      diversion: ``select`` trains only on the trusted space (docs/algorithms.md
+        §4.4); ``weight`` keeps every sample, the untrusted ones weighted by
         their trust score (`diversion_weights`). Where the real-image
         initialisation draws from is `init_pool`'s choice either way.
       rebalance: train on the diverted space with per-class weights that
@@ -90,7 +90,7 @@ class TADConfig:
         (default), every sample with its given label, kept only where the
         experts, trained on the trusted space, predict that label; or
         ``trusted``, the trusted space with its recalibrated labels
-        (ALGORITHMS.md 4.4). The trusted space holds the easy samples of each
+        (docs/algorithms.md §4.4). The trusted space holds the easy samples of each
         class, and the wrongly recalled labels that the experts were trained
         on pass their filter: on Fashion-MNIST (10k images, 40 % symmetric
         noise, IPC 10) ``trusted`` started DATM from 5 % wrong labels,
@@ -218,7 +218,7 @@ def diversion_weights(
 ) -> np.ndarray:
     """``[N]`` training weights of every sample after diversion; 0 = left out.
 
-    ``select`` (ALGORITHMS.md 4.4): 1 on the trusted space, 0 elsewhere.
+    ``select`` (docs/algorithms.md §4.4): 1 on the trusted space, 0 elsewhere.
     ``weight``: 1 on the trusted space, the last trust score (the low-loss
     posterior, below τ) on the untrusted samples, which stay in with their
     given labels at that weight (the small-loss baseline has no trust scores:

@@ -1,4 +1,4 @@
-"""Two-component 1-D Gaussian mixtures fitted by EM, many groups at once (ALGORITHMS.md 4.2).
+"""Two-component 1-D Gaussian mixtures fitted by EM, many groups at once (docs/algorithms.md §4.2).
 
 paper: the outer loop of TAD fits a class-wise Gaussian mixture to per-sample
 losses and trusts the low-loss component.

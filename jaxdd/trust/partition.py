@@ -1,4 +1,4 @@
-"""The outer loop of TAD: a jitted, loss-based trust partition (ALGORITHMS.md 4.2).
+"""The outer loop of TAD: a jitted, loss-based trust partition (docs/algorithms.md §4.2).
 
 paper: the data is divided into a trusted and an untrusted space by a
 class-wise dynamic Gaussian mixture on per-sample losses; distillation is

@@ -1,4 +1,4 @@
-"""The inner loop of TAD: recalibration of untrusted samples (ALGORITHMS.md 4.3).
+"""The inner loop of TAD: recalibration of untrusted samples (docs/algorithms.md §4.3).
 
 paper: reliability of an untrusted sample is scored by its Mahalanobis
 distance to class anchors and its cosine similarity to them; reliable samples

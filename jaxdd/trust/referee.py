@@ -1,4 +1,4 @@
-"""TAD's trust model: R referee ConvNets trained at once (ALGORITHMS.md 4.1).
+"""TAD's trust model: R referee ConvNets trained at once (docs/algorithms.md §4.1).
 
 Paper: a trust model judges which samples can be trusted; summaries add a
 consistency regularisation term. jaxdd's design: R small ConvNets (the runs

@@ -1,4 +1,4 @@
-"""Tests of the label-noise generators (ALGORITHMS.md section 0.4)."""
+"""Tests of the label-noise generators (docs/algorithms.md §0.4)."""
 
 import numpy as np
 import pytest

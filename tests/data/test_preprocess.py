@@ -1,4 +1,4 @@
-"""Tests of jaxdd.data.preprocess: normalisation and ZCA (ALGORITHMS.md 0.3)."""
+"""Tests of jaxdd.data.preprocess: normalisation and ZCA (docs/algorithms.md §0.3)."""
 
 import jax
 import jax.numpy as jnp
