@@ -182,6 +182,14 @@ def run_distill(
     run.write_json("config.json", config)
     data = prepare_for(config, run)
     ds, x, labels, space = data.ds, data.x, data.labels, data.space
+    report.save_image_grid(
+        run.path / "train_set.png",
+        ds.x_train[data.idx],
+        labels,
+        ds.class_names,
+        clean_labels=data.clean,
+        title=f"{config.method} training set ({config.noise}; red = mislabelled)",
+    )
     model = data.model(config.width, config.depth)
     traj = load_or_train_experts(
         resolve_epoch_size(config, None if data.source is None else data.given_size),
@@ -250,10 +258,11 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, train, 
     report.save_image_grid(
         run.path / "distilled.png",
         images,
-        hard,
+        np.arange(len(images)) // config.datm.ipc,
         ds.class_names,
-        per_class=min(10, config.datm.ipc),
-        title=f"{config.method} distilled set ({config.noise})",
+        learned_labels=hard,
+        per_class=None,
+        title=f"{config.method} distilled set ({config.noise}; red = learned label differs)",
     )
     np.savez_compressed(
         run.path / "distilled.npz",
