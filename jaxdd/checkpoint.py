@@ -2,7 +2,7 @@
 
 Drivers (expert training, distillation loops) save their whole state every
 `every` iterations and, when restarted, restore the latest step and carry on;
-the result is identical to an uninterrupted run (ARCHITECTURE.md, principle 6).
+the result is identical to an uninterrupted run (docs/architecture.md, principle 6).
 
 Any pytree of arrays and numbers can be saved. It is stored flat, one array
 per leaf, next to a JSON *layout* (each leaf's path, shape and dtype), and is
@@ -16,12 +16,22 @@ marked with a commit file on object stores) only once complete, so a run
 killed mid-write never leaves a step that `latest_step` returns: resuming
 simply picks the previous one. `save` blocks until the step is committed.
 
+A committed step can still be damaged later (a full disk, a bad copy, a
+stray edit). `restore_latest` then falls back to the newest step that reads
+back intact, with an `UnreadableStepWarning`, and the damaged steps are
+treated as absent from then on: `steps` and `latest_step` skip them and
+`save` rewrites them. A step that cannot be read raises `CheckpointError`,
+whose message names the step directory to delete.
+
+One process at a time: a `Checkpointer` deletes the temporary directories it
+finds at start, which are leftovers of a killed run only if no other process
+is writing into the same directory. Callers hold the lock of the directory
+(`jaxdd.locking.DirectoryLock` on the run directory or expert cache that
+contains it) for as long as the `Checkpointer` is open.
+
 Example:
-    with Checkpointer(workdir / "ckpt", every=100) as ckpt:
-        state = init_state(config)
-        start = ckpt.latest_step()
-        if start is not None:
-            state = ckpt.restore(state)
+    with DirectoryLock(workdir), Checkpointer(workdir / "ckpt", every=100) as ckpt:
+        start, state = ckpt.restore_latest(init_state(config))
         for it in range((start or 0) + 1, config.iterations + 1):
             state = step(state)
             ckpt.save(it, state, metadata=dataclasses.asdict(config))
@@ -29,8 +39,11 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import sys
+import warnings
 from typing import Any
 
 import jax
@@ -38,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxdd.errors import ConfigError
+from jaxdd.errors import ConfigError, JaxddError
 
 # Item names inside one step directory (orbax Composite items).
 _STATE = "state"
@@ -48,6 +61,19 @@ _METADATA = "metadata"
 _FORMAT = 1
 
 _PY_SCALARS = (bool, int, float, complex)
+# Longest description of why a step is unreadable, in characters.
+_REASON_CHARS = 160
+# How many unreadable steps an error or warning describes; the rest are counted.
+_REASONS_LISTED = 2
+_ORBAX_DIR = os.path.dirname(ocp.__file__)
+
+
+class CheckpointError(JaxddError):
+    """A checkpoint step cannot be read: its files are damaged or missing."""
+
+
+class UnreadableStepWarning(UserWarning):
+    """The newest step of a checkpoint was unreadable; an older one was restored."""
 
 
 def _is_key(dtype: Any) -> bool:
@@ -121,7 +147,7 @@ def _from_restored(like: Any, value: Any, impl: str | None) -> Any:
 
 
 class Checkpointer:
-    """Saves a run's state every `every` steps and restores the latest one.
+    """Saves a run's state every `every` steps and restores the latest intact one.
 
     Args:
       directory: where step directories are written (created if missing);
@@ -145,12 +171,15 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=max_to_keep),
             create=True,
-            # Leftovers of a run killed mid-write are removed on start.
+            # Leftovers of a run killed mid-write are removed on start; safe
+            # because callers hold the directory lock (module docstring).
             cleanup_tmp_directories=True,
             # Saves block anyway (see `save`); no background thread to join.
             enable_async_checkpointing=False,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        # Steps `restore_latest` could not read: absent for `steps`, rewritten by `save`.
+        self._unreadable: set[int] = set()
 
     def __enter__(self) -> Checkpointer:
         return self
@@ -163,12 +192,13 @@ class Checkpointer:
         self._manager.close()
 
     def steps(self) -> list[int]:
-        """All complete steps on disk, ascending."""
-        return sorted(self._manager.all_steps())
+        """All complete steps on disk, ascending, except those found unreadable."""
+        return sorted(set(self._manager.all_steps()) - self._unreadable)
 
     def latest_step(self) -> int | None:
-        """The newest complete step, or None when there is none yet."""
-        return self._manager.latest_step()
+        """The newest of `steps()`, or None when there is none yet."""
+        steps = self.steps()
+        return steps[-1] if steps else None
 
     def should_save(self, step: int) -> bool:
         """Whether `save(step, ...)` will write (without `force`)."""
@@ -179,8 +209,9 @@ class Checkpointer:
     ) -> bool:
         """Writes `state` as `step` if `should_save(step)` or `force`.
 
-        Steps at or below the latest saved one are skipped (a resumed run
-        repeating a step it already saved), so old steps are never replaced.
+        Steps at or below `latest_step()` are skipped (a resumed run
+        repeating a step it already saved), so intact steps are never
+        replaced; a step `restore_latest` found unreadable is rewritten.
         Returns only once the step is complete on disk, so a kill right after
         still leaves it to resume from.
 
@@ -216,31 +247,113 @@ class Checkpointer:
         if leaves:  # orbax refuses an empty item
             arrays = {_leaf_name(i): _to_savable(x) for i, x in enumerate(leaves)}
             items[_STATE] = ocp.args.StandardSave(arrays)
+        if step in self._unreadable:
+            self._manager.delete(step)
+            self._unreadable.discard(step)
         self._manager.save(step, args=ocp.args.Composite(**items), force=True)
         self._manager.wait_until_finished()
         return True
 
     def restore(self, like: Any, step: int | None = None) -> Any:
-        """Reads the state saved at `step` (default: the latest).
+        """Reads the state saved at `step` (default: as `restore_latest`).
 
         Args:
           like: a pytree with the structure of the saved state, whose leaves
             are concrete values or `jax.ShapeDtypeStruct`s. The result has its
             structure (integer dict keys, NamedTuples, ...), dtypes, leaf kinds
             (jax/numpy/Python) and, for jax leaves, shardings.
-          step: which step to read.
+          step: which step to read; None reads the newest readable one.
 
         Returns:
           The restored state.
 
         Raises:
-          ConfigError: no such step, or `like` does not match the saved state
-            (the checkpoint belongs to a different config).
+          ConfigError: no such step (or no step at all), or `like` does not
+            match the saved state (the checkpoint belongs to a different config).
+          CheckpointError: the step (with `step=None`: every step) is unreadable.
         """
+        if step is None:
+            found, state = self.restore_latest(like)
+            if found is None:
+                raise ConfigError(f"no checkpoint to restore in {self.directory}")
+            return state
         step = self._existing_step(step)
+        try:
+            return self._restore_step(like, step)
+        except _UnreadableStepError as e:
+            raise self._unreadable_error(step, e) from e
+
+    def restore_latest(self, like: Any) -> tuple[int | None, Any]:
+        """Restores the newest step that reads back intact, to resume a run from.
+
+        Newer steps that cannot be read are skipped with an
+        `UnreadableStepWarning` and treated as absent from then on (`steps`
+        and `latest_step` leave them out, `save` rewrites them).
+
+        Args:
+          like: as in `restore`.
+
+        Returns:
+          ``(step, state)``: the step restored and its state, or
+          ``(None, like)`` when there is no checkpoint yet.
+
+        Raises:
+          CheckpointError: there are steps but none can be read.
+          ConfigError: the newest readable step does not match `like` (the
+            checkpoint belongs to a different config).
+        """
+        skipped: list[tuple[int, str]] = []
+        for step in reversed(self.steps()):
+            try:
+                state = self._restore_step(like, step)
+            except _UnreadableStepError as e:
+                skipped.append((step, str(e)))
+                self._unreadable.add(step)
+                continue
+            if skipped:
+                message = self._fallback_message(step, skipped)
+                warnings.warn(message, UnreadableStepWarning, stacklevel=2)
+            return step, state
+        if skipped:
+            raise CheckpointError(
+                f"no step of the checkpoint in {self.directory} can be read "
+                f"({_list_reasons(skipped)}); delete {self.directory} to start over"
+            )
+        return None, like
+
+    def read_metadata(self, step: int | None = None) -> dict | None:
+        """The metadata saved with `step` (default: the latest), or None if none.
+
+        Raises:
+          ConfigError: there is no such step.
+          CheckpointError: the step's metadata cannot be read.
+        """
+        if step is None:
+            step = self.latest_step()
+            if step is None:
+                return None
+        step = self._existing_step(step)
+        try:
+            return self._read(step, _METADATA)
+        except _UnreadableStepError as e:
+            raise self._unreadable_error(step, e) from e
+
+    def _existing_step(self, step: int) -> int:
+        """`step` as an int, checked to be committed on disk (readable or not)."""
+        steps = sorted(self._manager.all_steps())
+        if step not in steps:
+            raise ConfigError(
+                f"no checkpoint at step {step} in {self.directory} (saved steps: {steps})"
+            )
+        return int(step)
+
+    def _restore_step(self, like: Any, step: int) -> Any:
+        """The state of one committed step; raises `_UnreadableStepError` if damaged."""
         saved = self._read(step, _LAYOUT)
-        expected = _layout(like)
-        self._check_layout(step, saved, expected)
+        problem = _format_problem(saved)
+        if problem is not None:
+            raise _UnreadableStepError(problem)
+        self._check_layout(step, saved, _layout(like))
         like_leaves, treedef = jax.tree.flatten(like)
         if not like_leaves:
             return like
@@ -252,33 +365,19 @@ class Checkpointer:
         ]
         return jax.tree.unflatten(treedef, leaves)
 
-    def read_metadata(self, step: int | None = None) -> dict | None:
-        """The metadata saved with `step` (default: the latest), or None if none."""
-        if step is None and self.latest_step() is None:
-            return None
-        return self._read(self._existing_step(step), _METADATA)
-
-    def _existing_step(self, step: int | None) -> int:
-        """`step`, or the latest one, checked to exist on disk."""
-        steps = self.steps()
-        if step is None and steps:
-            return steps[-1]
-        if step not in steps:
-            raise ConfigError(
-                f"no checkpoint at step {step} in {self.directory} (saved steps: {steps})"
-            )
-        return int(step)
-
     def _read(self, step: int, item: str, args: ocp.args.CheckpointArgs | None = None) -> Any:
-        """One item of a step; a step without it was not written by this class."""
+        """One item of a step; raises `_UnreadableStepError` if it cannot be read.
+
+        Damaged files fail inside orbax with many kinds of errors (JSON
+        decoding, TensorStore, missing files, orbax's own bare `Exception`),
+        so any error of the read itself marks the step unreadable.
+        """
         args = args if args is not None else ocp.args.JsonRestore()
+        _install_leftover_filter()
         try:
             return self._manager.restore(step, args=ocp.args.Composite(**{item: args}))[item]
-        except KeyError as e:
-            raise ConfigError(
-                f"{self.directory} step {step} is not a jaxdd checkpoint (no '{item}' item); "
-                "use --fresh or another checkpoint directory"
-            ) from e
+        except Exception as e:
+            raise _UnreadableStepError(f"reading its {item}: {_reason(e)}") from e
 
     def _check_layout(self, step: int, saved: Any, expected: list[dict[str, Any]]) -> None:
         """Raises ConfigError if the saved layout is not the one `like` has."""
@@ -286,14 +385,105 @@ class Checkpointer:
         if problem is not None:
             raise ConfigError(
                 f"the checkpoint in {self.directory} (step {step}) belongs to a different "
-                f"config: {problem}. Use --fresh to start over, or another checkpoint directory."
+                f"config: {problem}. Delete {self.directory} to start over, or use another "
+                "directory."
             )
 
+    def _unreadable_error(self, step: int, reason: _UnreadableStepError) -> CheckpointError:
+        """The error telling the user which step is damaged and what to delete."""
+        where = os.path.join(self.directory, str(step))
+        return CheckpointError(
+            f"checkpoint step {step} in {self.directory} is unreadable ({reason}); delete "
+            f"{where} to resume from an earlier step, or {self.directory} to start over"
+        )
 
-def _layout_problem(saved: Any, expected: list[dict[str, Any]]) -> str | None:
-    """The first difference between a saved layout and the expected one, or None."""
+    def _fallback_message(self, step: int, skipped: list[tuple[int, str]]) -> str:
+        """What `restore_latest` warns when it had to skip damaged steps."""
+        return (
+            f"skipped unreadable checkpoint steps in {self.directory} "
+            f"({_list_reasons(skipped)}); restored step {step} instead"
+        )
+
+
+class _LeftoverFilter:
+    """A `sys.unraisablehook` that drops orbax's leftovers of a failed read.
+
+    When one array of a step fails to read, orbax closes its event loop while
+    the other reads are still pending. Later, each one's TensorStore callback
+    finds the loop closed, and each pending coroutine, once garbage-collected,
+    turns its cancellation into a bare `Exception`: tracebacks on stderr (and
+    errors under pytest) long after the step was reported unreadable. This
+    hook drops exactly those and passes everything else to the previous one.
+    """
+
+    def __init__(self, previous: Any) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        if not _is_orbax_leftover(unraisable):
+            self.previous(unraisable)
+
+
+def _install_leftover_filter() -> None:
+    """Puts a `_LeftoverFilter` in front of the current unraisable hook, once."""
+    if not isinstance(sys.unraisablehook, _LeftoverFilter):
+        sys.unraisablehook = _LeftoverFilter(sys.unraisablehook)
+
+
+def _is_orbax_leftover(unraisable: Any) -> bool:
+    """Whether an unraisable error is the aftermath of a failed orbax read."""
+    source = unraisable.object
+    if inspect.iscoroutine(source):
+        return source.cr_code.co_filename.startswith(_ORBAX_DIR)
+    error = unraisable.exc_value
+    return (
+        source is None and isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+    )
+
+
+class _UnreadableStepError(Exception):
+    """A step's files could not be read; the message says why."""
+
+
+def _reason(error: BaseException) -> str:
+    """One short line on why a read failed, from the innermost cause."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}"
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 3] + "..."
+
+
+def _list_reasons(skipped: list[tuple[int, str]]) -> str:
+    """``step N: why`` for the first `_REASONS_LISTED` steps, then how many more."""
+    listed = [f"step {step}: {reason}" for step, reason in skipped[:_REASONS_LISTED]]
+    more = len(skipped) - _REASONS_LISTED
+    return "; ".join(listed + ([f"{more} older ones"] if more > 0 else []))
+
+
+def _format_problem(saved: Any) -> str | None:
+    """Why `saved` is not a layout this version writes, or None if it is one."""
     if not isinstance(saved, dict) or saved.get("format") != _FORMAT:
-        return "it was written in an unknown format"
+        return "its layout is in an unknown format"
+    leaves = saved.get("leaves")
+    if not isinstance(leaves, list) or not all(_is_entry(e) for e in leaves):
+        return "its layout is malformed"
+    return None
+
+
+def _is_entry(entry: Any) -> bool:
+    """Whether `entry` is one leaf's layout: a str path and dtype, a list of ints shape."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("path"), str)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(entry.get("shape"), list)
+        and all(isinstance(d, int) for d in entry["shape"])
+    )
+
+
+def _layout_problem(saved: dict, expected: list[dict[str, Any]]) -> str | None:
+    """The first difference between a well-formed saved layout and the expected one."""
     if len(saved["leaves"]) != len(expected):
         return f"it holds {len(saved['leaves'])} arrays, this run's state has {len(expected)}"
     for have, want in zip(saved["leaves"], expected, strict=True):

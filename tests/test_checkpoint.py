@@ -9,8 +9,8 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxdd.checkpoint import Checkpointer
-from jaxdd.errors import ConfigError
+from jaxdd.checkpoint import Checkpointer, CheckpointError, UnreadableStepWarning
+from jaxdd.errors import ConfigError, JaxddError
 
 
 class Counters(NamedTuple):
@@ -146,7 +146,7 @@ def test_mismatched_like_raises_config_error(tmp_path, like, message):
         ckpt.save(1, {"w": jnp.ones((2, 3)), "b": jnp.ones(3)})
         with pytest.raises(ConfigError, match=message) as info:
             ckpt.restore(like)
-    assert str(tmp_path) in str(info.value) and "--fresh" in str(info.value)
+    assert str(tmp_path) in str(info.value) and f"Delete {tmp_path}" in str(info.value)
 
 
 def test_metadata_round_trip(tmp_path):
@@ -217,3 +217,133 @@ def test_invalid_options_raise(tmp_path):
     with pytest.raises(ConfigError, match="max_to_keep"):
         Checkpointer(tmp_path, max_to_keep=0)
     assert os.listdir(tmp_path) == []
+
+
+def big_state(value: float) -> dict:
+    """Arrays large enough to be stored apart from the index, a small one and a key."""
+    rng = np.random.default_rng(int(value))
+    return {
+        "w": jnp.asarray(rng.normal(size=(64, 64)), jnp.float32),  # 16 KiB: its own chunk file
+        "b": jnp.full(3, value),
+        "key": jax.random.key(int(value)),
+    }
+
+
+def save_two_steps(directory) -> dict:
+    """Steps 1 and 2 of `big_state` in `directory`; returns step 1's state."""
+    with Checkpointer(directory, max_to_keep=None) as ckpt:
+        ckpt.save(1, big_state(1.0))
+        ckpt.save(2, big_state(2.0))
+    return big_state(1.0)
+
+
+def array_files(step_dir):
+    return [p for p in (step_dir / "state").rglob("*") if p.is_file()]
+
+
+def largest_array_file(step_dir):
+    return max(array_files(step_dir), key=lambda p: p.stat().st_size)
+
+
+def write_garbage(paths):
+    for path in paths:
+        path.write_bytes(b"\x00\xffnot a checkpoint{" * 8)
+
+
+CORRUPTIONS = {
+    "garbage in every array file": lambda d: write_garbage(array_files(d)),
+    "garbage in the array data": lambda d: write_garbage([largest_array_file(d)]),
+    "array data truncated": lambda d: largest_array_file(d).write_bytes(b"\x28\xb5"),
+    "array data deleted": lambda d: largest_array_file(d).unlink(),
+    "garbage layout JSON": lambda d: write_garbage([d / "layout" / "metadata"]),
+    "malformed layout JSON": lambda d: (d / "layout" / "metadata").write_text(
+        '{"format": 1, "leaves": 3}'
+    ),
+    "layout deleted": lambda d: (d / "layout" / "metadata").unlink(),
+}
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS.keys())
+def test_damaged_latest_step_falls_back_to_the_previous_one(tmp_path, corrupt):
+    earlier = save_two_steps(tmp_path)
+    corrupt(tmp_path / "2")
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        assert ckpt.latest_step() == 2  # damage is only seen by reading
+        with pytest.warns(UnreadableStepWarning, match=r"\(step 2: \w") as record:
+            step, state = ckpt.restore_latest(big_state(0.0))
+        assert step == 1 and len(record) == 1 and "restored step 1" in str(record[0].message)
+        assert_identical(state, earlier)
+        # From now on step 2 is absent: the resumed run saves it again.
+        assert ckpt.steps() == [1] and ckpt.latest_step() == 1
+        assert ckpt.save(2, big_state(3.0))
+        step, state = ckpt.restore_latest(big_state(0.0))
+    assert step == 2
+    assert_identical(state, big_state(3.0))
+
+
+def test_restore_without_step_falls_back_too(tmp_path):
+    earlier = save_two_steps(tmp_path)
+    write_garbage([tmp_path / "2" / "layout" / "metadata"])
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        with pytest.warns(UnreadableStepWarning):
+            state = ckpt.restore(big_state(0.0))
+        assert_identical(state, earlier)
+        assert ckpt.read_metadata() is None  # the restored step's, not the damaged one's
+
+
+def test_every_step_damaged_raises_one_clear_error(tmp_path):
+    save_two_steps(tmp_path)
+    write_garbage([tmp_path / "2" / "layout" / "metadata"])
+    write_garbage(array_files(tmp_path / "1"))
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        with pytest.raises(CheckpointError) as info:
+            ckpt.restore_latest(big_state(0.0))
+        # Nothing readable is left: a fresh start saves from step 1 again.
+        assert ckpt.latest_step() is None
+        assert ckpt.save(1, big_state(4.0))
+    message = str(info.value)
+    assert isinstance(info.value, JaxddError) and "\n" not in message
+    assert message.startswith(f"no step of the checkpoint in {tmp_path} can be read")
+    assert "step 2: reading its layout: UnicodeDecodeError" in message
+    assert "step 1: reading its state" in message
+    assert message.endswith(f"delete {tmp_path} to start over")
+
+
+def test_explicit_damaged_step_names_the_directory_to_delete(tmp_path):
+    save_two_steps(tmp_path)
+    largest_array_file(tmp_path / "2").unlink()
+    write_garbage([tmp_path / "1" / "metadata" / "metadata"])
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        with pytest.raises(CheckpointError, match=f"delete {tmp_path / '2'} to resume") as info:
+            ckpt.restore(big_state(0.0), step=2)
+        assert "\n" not in str(info.value)
+        with pytest.raises(CheckpointError, match=r"step 1 .*\(reading its metadata"):
+            ckpt.read_metadata(step=1)
+
+
+def test_mismatched_config_does_not_fall_back(tmp_path):
+    save_two_steps(tmp_path)
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        with pytest.raises(ConfigError, match=r"\(step 2\) belongs to a different config"):
+            ckpt.restore_latest({"w": jnp.zeros((64, 64))})
+        assert ckpt.steps() == [1, 2]
+
+
+def test_restore_latest_without_checkpoint_returns_like(tmp_path):
+    like = {"x": jnp.zeros(2)}
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.restore_latest(like) == (None, like)
+        with pytest.raises(ConfigError, match="no checkpoint to restore"):
+            ckpt.restore(like)
+
+
+def test_many_damaged_steps_are_summarised(tmp_path):
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        for s in range(1, 5):
+            ckpt.save(s, {"x": jnp.full(2, s)})
+    write_garbage([tmp_path / str(s) / "layout" / "metadata" for s in range(1, 5)])
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt, pytest.raises(CheckpointError) as info:
+        ckpt.restore_latest({"x": jnp.zeros(2, jnp.int32)})
+    message = str(info.value)
+    assert "step 4: " in message and "step 3: " in message and "; 2 older ones)" in message
+    assert "step 2: " not in message
