@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-import jax
 import numpy as np
 
-from jaxdd import evaluate, report
+from jaxdd import evaluate, report, rng
 from jaxdd.errors import ConfigError
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import prepare_for
@@ -57,14 +56,16 @@ class BaselineConfig:
     noise_seed: int = 0
 
 
-def random_subset(labels: np.ndarray, ipc: int, num_classes: int, *, seed: int) -> np.ndarray:
+def random_subset(
+    labels: np.ndarray, ipc: int, num_classes: int, *, seed: int | np.random.Generator
+) -> np.ndarray:
     """Indices of `ipc` random examples of every class (by the given labels).
 
     Args:
       labels: ``[N] int`` labels the subset is drawn by (noisy ones, usually).
       ipc: examples per class.
       num_classes: C.
-      seed: numpy seed.
+      seed: numpy seed or generator.
 
     Returns:
       ``[C * ipc] int64`` indices, class-major.
@@ -98,7 +99,8 @@ def run_baseline(
     keep = np.arange(len(data.idx))
     if config.kind == "random":
         pool = data.init_pool  # the trusted space under diversion
-        keep = pool[random_subset(data.labels[pool], config.ipc, ds.num_classes, seed=config.seed)]
+        picks = rng.numpy_rng(config.seed, "baseline-subset")
+        keep = pool[random_subset(data.labels[pool], config.ipc, ds.num_classes, seed=picks)]
     elif config.kind != "erm":
         raise ConfigError(f"unknown baseline kind {config.kind!r}: use erm or random")
     result, _ = evaluate.train_and_evaluate(
@@ -108,7 +110,7 @@ def run_baseline(
         data.space.encode(ds.x_test),
         ds.y_test,
         config.train,
-        key=jax.random.key(config.seed),
+        key=rng.stream(config.seed, "baseline"),
         eval_every=config.eval_every,
         progress=progress,
         on_eval=lambda entry: run.log(event="eval", **entry),

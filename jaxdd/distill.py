@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdd import evaluate, parallel, report
+from jaxdd import evaluate, parallel, report, rng
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig, train_experts
@@ -140,7 +140,7 @@ def load_or_train_experts(config, model, x, targets, experts_dir, progress):
             x,
             targets,
             config.experts,
-            key=jax.random.key(config.seed),
+            key=rng.stream(config.seed, "experts"),
             checkpointer=ckpt,
             progress=progress,
         )
@@ -209,7 +209,7 @@ def run_distill(
         config.datm.ipc,
         how=config.datm.init,
         soft_labels=config.datm.soft_labels,
-        seed=config.seed,
+        seed=rng.numpy_rng(config.seed, "init"),
     )
     run.log(
         event="init",
@@ -220,7 +220,7 @@ def run_distill(
         jnp.asarray(pool_x[init.indices]),
         jnp.asarray(init.labels),
         config.datm,
-        key=jax.random.key(config.seed + 1),
+        key=rng.stream(config.seed, "distill"),
     )
     mesh = parallel.runs_mesh(state.images.shape[0])
     state, traj = datm.shard_state(state, mesh), parallel.replicate(traj, mesh)
@@ -249,7 +249,7 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, train, 
         space.encode(ds.x_test),
         ds.y_test,
         eval_cfg,
-        key=jax.random.key(config.seed + 2),
+        key=rng.stream(config.seed, "eval"),
         progress=progress,
         on_eval=lambda e: run.log(event="eval", **e),
     )

@@ -17,7 +17,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from jaxdd import report
+from jaxdd import report, rng
 from jaxdd.data import noise as noise_lib
 from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
@@ -114,7 +114,9 @@ class Prepared:
         return make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, width, depth))
 
 
-def stratified_cap(labels: np.ndarray, limit: int, *, seed: int) -> np.ndarray:
+def stratified_cap(
+    labels: np.ndarray, limit: int, *, seed: int | np.random.Generator
+) -> np.ndarray:
     """Sorted indices of a class-stratified random subset of about `limit` examples."""
     rng = np.random.default_rng(seed)
     frac = min(1.0, limit / len(labels))
@@ -147,7 +149,7 @@ def prepare(
     log(event="noise", rate=noisy.rate, transition=noisy.transition)
     idx = np.arange(len(ds.y_train))
     if max_train is not None:
-        idx = stratified_cap(noisy.labels, max_train, seed=seed)
+        idx = stratified_cap(noisy.labels, max_train, seed=rng.numpy_rng(seed, "subset"))
     space = pixel_space(ds.x_train[idx], zca=zca)
     x = np.asarray(space.encode(ds.x_train[idx]))
     prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space)
@@ -160,7 +162,7 @@ def prepare(
         prepared.labels,
         ds.num_classes,
         trust,
-        key=jax.random.key(seed + 17),
+        key=rng.stream(seed, "trust"),
         clean_labels=prepared.clean,
         on_round=lambda stats: _report_round(stats, log),
     )

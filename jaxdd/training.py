@@ -28,19 +28,24 @@ from jaxdd.ops.train import (
     steps_per_epoch,
 )
 
+# Folded into the first run's key for the shared DSA-family stream.
+_FAMILY_STREAM = 0x5EED
+
 
 @functools.lru_cache(maxsize=16)
 def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
     """The jitted (init, run_chunk, test_accuracy) of one training setup.
 
     Cached so that repeated evaluations of the same setup (seeds of a sweep,
-    successive distilled sets) reuse one compilation.
+    successive distilled sets) reuse one compilation. `run_chunk` donates
+    its state when vectorised: it may only be given a state that nobody
+    else holds (`Runner.run`).
     """
     step = make_train_step(model, config, total_steps, preprocess)
 
-    def run(state: TrainState, start, stop, x, targets):
+    def run(state: TrainState, start, stop, x, targets, family_key):
         def body(s, i):
-            new, loss = step(s, i, x, targets)
+            new, loss = step(s, i, x, targets, family_key)
             active = i < stop
             s = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
             return s, jnp.where(active, loss, jnp.nan)
@@ -53,11 +58,15 @@ def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
         )
 
     init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
-    run_chunk = parallel.map_runs(
-        run, (0, None, None, None, None), vectorize=vectorize, donate=True
-    )
+    axes = (0, None, None, None, None, None)
+    run_chunk = parallel.map_runs(run, axes, vectorize=vectorize, donate=True)
     test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
     return init, run_chunk, test_acc
+
+
+def _own_copy(tree):
+    """Fresh buffers with the values (and shardings) of `tree`'s arrays."""
+    return jax.tree.map(lambda a: jax.device_put(a, a.sharding, may_alias=False), tree)
 
 
 class Runner:
@@ -67,8 +76,9 @@ class Runner:
       model: the network.
       x: ``[N, H, W, C]`` training images.
       targets: ``[N, num_classes]`` float targets.
-      config: the training protocol (its `num_seeds` is not used here: the
-        runs are whatever keys `init` is given).
+      config: the training protocol (how many runs there are is the number
+        of keys given to `init`; `train_and_evaluate` and `train_experts`
+        pass `config.num_seeds` keys).
       preprocess: pure map applied to every gathered batch.
       devices: devices to shard the runs over (default: all).
       vectorize: vmap (True) or loop (False) over runs; default by backend.
@@ -101,7 +111,10 @@ class Runner:
         self.mesh = parallel.runs_mesh(len(keys), self.devices)
         keys, lrs = parallel.shard_runs((keys, lrs), self.mesh)
         self._x, self._targets = parallel.replicate((self._x, self._targets), self.mesh)
-        return self._init(keys, lrs)
+        # Every leaf split over the runs (jit may leave constant leaves such
+        # as zero momenta replicated), so the chunks see one input sharding
+        # and compile once.
+        return parallel.shard_runs(self._init(keys, lrs), self.mesh)
 
     def run(
         self,
@@ -110,28 +123,44 @@ class Runner:
         period: int | None = None,
         start_epoch: int = 0,
         progress: bool = True,
+        label: str = "train",
+        family_key: jax.Array | None = None,
     ) -> Iterator[tuple[int, TrainState, float]]:
         """Trains from `start_epoch`, yielding ``(epoch, state, mean loss)`` every `period` epochs.
 
         The last yield is at ``config.epochs``. Stepping is deterministic in
         the state and the step index, so a run resumed from a yielded state
-        continues exactly as it would have.
+        continues exactly as it would have. Yielded states (and `state`
+        itself) stay valid: only intermediate states that were never handed
+        out are donated to the next chunk.
+
+        `family_key` is shared by all R runs: it chooses each step's DSA
+        family, so that vmapped runs run one family per step
+        (`jaxdd.ops.train.make_train_step`). Default: a stream folded out of
+        the first run's key, which training never changes, so a resumed run
+        draws the same families.
         """
+        if family_key is None:
+            family_key = jax.random.fold_in(state.key[0], _FAMILY_STREAM)
         per_epoch, total = self.steps_per_epoch, self.total_steps
         span = (period or self.config.epochs) * per_epoch
         bar = tqdm(
             total=total,
             initial=start_epoch * per_epoch,
             disable=not progress,
-            desc="train",
+            desc=label,
             unit="step",
             leave=False,
         )
         for seg_start in range(start_epoch * per_epoch, total, span):
             stop = min(seg_start + span, total)
             losses = []
+            # The chunks donate their state: train on a copy of the one the
+            # caller holds (the input, or the state yielded last).
+            state = _own_copy(state) if self.vectorize else state
             for start in range(seg_start, stop, self.chunk):
-                state, loss = self._run_chunk(state, start, stop, self._x, self._targets)
+                bounds = np.int32(start), np.int32(stop)  # traced, never baked in
+                state, loss = self._run_chunk(state, *bounds, self._x, self._targets, family_key)
                 losses.append(loss)
                 bar.update(min(self.chunk, stop - start))
             yield stop // per_epoch, state, float(np.nanmean(np.concatenate(losses, axis=1)))

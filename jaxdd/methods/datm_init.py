@@ -59,7 +59,7 @@ def choose_images(
     ipc: int,
     *,
     how: str,
-    seed: int,
+    seed: int | np.random.Generator,
 ) -> tuple[np.ndarray, int]:
     """``([C·ipc] indices, filled)`` by the ``real`` or ``correct`` rule."""
     rng = np.random.default_rng(seed)
@@ -103,7 +103,7 @@ def initialise(
     *,
     how: str,
     soft_labels: bool,
-    seed: int,
+    seed: int | np.random.Generator,
 ) -> SyntheticInit:
     """Chooses the initial images and labels.
 
@@ -116,7 +116,7 @@ def initialise(
       ipc: images per class.
       how: ``correct`` or ``real``.
       soft_labels: expert-logit labels (DATM) or one-hot (MTT).
-      seed: numpy seed of the shuffles.
+      seed: numpy seed (or generator) of the shuffles.
     """
     if how not in ("correct", "real"):
         raise ValueError(f"unknown init {how!r}: use 'correct' or 'real'")

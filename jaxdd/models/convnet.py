@@ -1,4 +1,4 @@
-"""The field's standard ConvNet (ALGORITHMS.md 0.1), in Flax NNX.
+"""The field's standard ConvNet (docs/algorithms.md §0.1), in Flax NNX.
 
 Kernels never see the NNX module: `make_convnet` converts it once into a
 `Model` of pure functions over a plain parameter pytree, which is what
@@ -9,6 +9,7 @@ Kernels never see the NNX module: `make_convnet` converts it once into a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Literal, NamedTuple
@@ -160,8 +161,13 @@ class Model(NamedTuple):
     spec: ConvNetSpec
 
 
+@functools.lru_cache(maxsize=64)
 def make_convnet(spec: ConvNetSpec) -> Model:
     """Converts the NNX ConvNet of `spec` into a `Model` of pure functions.
+
+    Cached by the (frozen, hashable) spec: equal specs give the very same
+    `Model`, so every kernel cache keyed by the model (and jit's own cache,
+    keyed by the functions) compiles a network's kernels once per process.
 
     Example:
       >>> model = make_convnet(ConvNetSpec(10, (28, 28, 1), width=16))

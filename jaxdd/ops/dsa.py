@@ -1,4 +1,4 @@
-"""Differentiable Siamese Augmentation (DSA), ALGORITHMS.md section 0.2.
+"""Differentiable Siamese Augmentation (DSA), docs/algorithms.md §0.2.
 
 Strategy ``color_crop_cutout_flip_scale_rotate`` in "S" mode: every call of
 `dsa` picks ONE family for the whole batch and draws that family's parameters
@@ -318,25 +318,42 @@ def choose_family(
     return jax.random.randint(choice_key, (), 0, len(config.families)), param_key
 
 
-def dsa(x: jax.Array, *, key: jax.Array, config: DSAConfig = DEFAULT_CONFIG) -> jax.Array:
-    """Applies one randomly chosen DSA family to a batch (ALGORITHMS.md 0.2).
+def dsa(
+    x: jax.Array,
+    *,
+    key: jax.Array,
+    config: DSAConfig = DEFAULT_CONFIG,
+    family_key: jax.Array | None = None,
+) -> jax.Array:
+    """Applies one randomly chosen DSA family to a batch (docs/algorithms.md §0.2).
 
     ``dsa(x, key=k)`` equals ``FAMILY(x, key=param_key, config=config)`` with
     ``(index, param_key) = choose_family(k, config)``. The choice is a
     `jax.lax.switch`, so one compiled program serves every key; jit with
     ``static_argnames="config"``.
 
+    Under `jax.vmap` a switch whose index is batched becomes a `select_n`
+    that runs EVERY family. Runs that are vmapped together (seeds, experts,
+    referees) therefore pass a `family_key` that is the same for all of them
+    (not mapped): the family then comes from ``family_key`` alone, the
+    switch stays a switch, and only the per-sample parameters come from
+    each run's own ``key``.
+
     Args:
       x: ``[N, H, W, C]`` float images, already normalised; any ``H, W``.
       key: PRNG key. Reuse it on another batch for a Siamese draw: the same
         family, and the same parameters for samples with the same index.
       config: family settings.
+      family_key: if given, the key the family is chosen from (its
+        parameters still come from ``key``).
 
     Returns:
       ``[N, H, W, C]`` augmented images, same dtype as ``x``, differentiable
       with respect to ``x``.
     """
     index, param_key = choose_family(key, config)
+    if family_key is not None:
+        index = choose_family(family_key, config)[0]
     # The key is an operand rather than a closure constant, so the branches
     # are the same functions on every call.
     branches = [

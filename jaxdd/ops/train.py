@@ -1,7 +1,7 @@
 """Pure kernels that train a network on a fixed (image, target) set.
 
 One set of kernels serves every "train a fresh net" need: evaluation of a
-distilled set (ALGORITHMS.md 0.5), the ERM / random-subset baselines (0.6)
+distilled set (docs/algorithms.md §0.5), the ERM / random-subset baselines (0.6)
 and, later, experts and referees. The learning rate is a traced scalar in
 the state, so a driver can `vmap` over seeds *and* learning rates.
 """
@@ -43,7 +43,7 @@ class TrainConfig:
       dsa: apply DSA (0.2) to every training batch.
       consistency: weight of a two-view consistency term, the squared
         distance between the softmax outputs on two DSA views of the batch
-        (TAD referees, ALGORITHMS.md 4.1); 0 disables it.
+        (TAD referees, docs/algorithms.md §4.1); 0 disables it.
       num_seeds: networks trained at once (vmapped), each from its own init
         and data order.
       eval_batch: test-set batch size when measuring accuracy.
@@ -141,28 +141,40 @@ def make_train_step(
     target row marks an unlabelled example: it adds nothing to the
     supervised loss (which averages over labelled rows) but takes part in the
     consistency term when ``config.consistency > 0`` (TAD referees, 4.1).
+
+    ``step(..., family_key)`` (optional, a key shared by every run trained
+    together) chooses each step's DSA family from ``fold_in(family_key, i)``
+    instead of the run's own key: vmapped runs then share the family and
+    only one family's code runs per step (`jaxdd.ops.dsa.dsa`).
     """
     tx = _gradient_transform(config)
     loss_fn = LOSSES[config.loss]
 
-    def batch_loss(params, xb, tb, key):
-        view = dsa_lib.dsa(xb, key=key) if config.dsa else xb
+    def augment(xb, key, family_key, view):
+        if family_key is not None:
+            family_key = jax.random.fold_in(family_key, view)
+        return dsa_lib.dsa(xb, key=jax.random.fold_in(key, view), family_key=family_key)
+
+    def batch_loss(params, xb, tb, key, family_key):
+        view = augment(xb, key, family_key, 0) if config.dsa else xb
         logits = model.apply(params, view)
         loss = loss_fn(logits, tb)
         if config.consistency:
-            other = model.apply(params, dsa_lib.dsa(xb, key=jax.random.fold_in(key, 1)))
+            other = model.apply(params, augment(xb, key, family_key, 1))
             gap = jax.nn.softmax(logits) - jax.nn.softmax(other)
             loss = loss + config.consistency * jnp.mean(jnp.sum(jnp.square(gap), axis=-1))
         return loss
 
-    def step(state: TrainState, i: jax.Array, x: jax.Array, targets: jax.Array):
+    def step(state: TrainState, i: jax.Array, x: jax.Array, targets: jax.Array, family_key=None):
         order_key, aug_key = jax.random.split(state.key)
         idx = batch_indices(order_key, i, x.shape[0], config.batch_size)
         xb = jnp.take(x, idx, axis=0)
         xb = preprocess(xb) if preprocess is not None else xb
         tb = jnp.take(targets, idx, axis=0)
         key = jax.random.fold_in(aug_key, i)
-        loss, grads = jax.value_and_grad(batch_loss)(state.params, xb, tb, key)
+        if family_key is not None:
+            family_key = jax.random.fold_in(family_key, i)
+        loss, grads = jax.value_and_grad(batch_loss)(state.params, xb, tb, key, family_key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         scale = -state.lr * lr_factor(config, i, total_steps)
         params = jax.tree.map(lambda p, u: p + scale * u, state.params, updates)

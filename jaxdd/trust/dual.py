@@ -158,12 +158,20 @@ class TrustSplit(NamedTuple):
     rounds: list[dict]
 
 
-def _train(model, x, labels, trusted, num_classes, config, epochs, state, key):
+def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, round_k=0):
+    """Referee training: a fresh warm start (`state` None) or round `round_k` from `state`.
+
+    Every round restarts the step count at 0, so the referees' keys are
+    folded with the round: otherwise each round would replay the warm
+    start's batch order and augmentations.
+    """
     targets = referee_targets(labels, trusted, num_classes)
     runner = Runner(model, x, targets, config.referee_train(epochs))
     if state is None:
         keys = jax.random.split(key, config.referees)
         state = runner.init(keys, jnp.full((config.referees,), config.lr, jnp.float32))
+    else:
+        state = state._replace(key=jax.vmap(lambda k: jax.random.fold_in(k, round_k))(state.key))
     # Without a period, `run` yields once: at the end of training.
     return list(runner.run(state, progress=False))[-1][1]
 
@@ -298,6 +306,7 @@ def run_tad(
                 config.epochs(config.steps_per_round, n),
                 state,
                 key,
+                round_k=k,
             )
         view = look(model, state.params, x, labels)
         seen = labels
