@@ -33,11 +33,12 @@ _FAMILY_STREAM = 0x5EED
 
 
 @functools.lru_cache(maxsize=16)
-def _kernels(model, config, total_steps, chunk, preprocess, vectorize):
+def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths):
     """The jitted (init, run_chunk, test_accuracy) of one training setup.
 
     Cached so that repeated evaluations of the same setup (seeds of a sweep,
-    successive distilled sets) reuse one compilation. `run_chunk` donates
+    successive distilled sets) reuse one compilation; `cpu_paths` keys the
+    loop structure (`jaxdd.ops.loops.on_cpu`). `run_chunk` donates
     its state when vectorised: it may only be given a state that nobody
     else holds (`Runner.run`).
     """
@@ -103,7 +104,7 @@ class Runner:
         self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize
         self._x, self._targets = x, targets
         self._init, self._run_chunk, self.test_accuracy = _kernels(
-            model, config, self.total_steps, self.chunk, preprocess, self.vectorize
+            model, config, self.total_steps, self.chunk, preprocess, self.vectorize, loops.on_cpu()
         )
 
     def init(self, keys: jax.Array, lrs: jax.Array) -> TrainState:

@@ -11,16 +11,37 @@ Python (where progress bars and checkpoints live anyway).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
+# Set by `accelerator_paths`: take the accelerator code paths on any backend.
+_FORCE_ACCELERATOR_PATHS = False
+
 
 def on_cpu() -> bool:
-    """Whether jitted work runs on XLA:CPU (the loop trap applies)."""
-    return jax.default_backend() == "cpu"
+    """Whether to take the CPU code paths: XLA:CPU, unless `accelerator_paths` is active."""
+    return jax.default_backend() == "cpu" and not _FORCE_ACCELERATOR_PATHS
+
+
+@contextlib.contextmanager
+def accelerator_paths() -> Iterator[None]:
+    """Within the block, trace what accelerators run: rolled scans, long chunks,
+    vmapped runs, remat where a config leaves it to the backend.
+
+    For tests on CPU (where the defaults loop and unroll instead); the
+    results must equal the CPU paths'. Only functions traced inside the
+    block are affected, so drivers key their kernel caches by `on_cpu()`.
+    """
+    global _FORCE_ACCELERATOR_PATHS
+    before, _FORCE_ACCELERATOR_PATHS = _FORCE_ACCELERATOR_PATHS, True
+    try:
+        yield
+    finally:
+        _FORCE_ACCELERATOR_PATHS = before
 
 
 def scan(
