@@ -66,6 +66,7 @@ def test_one_and_four_devices_give_the_same_distilled_set():
     one, four = state, datm.shard_state(state, parallel.runs_mesh(8))
     traj4 = parallel.replicate(traj, parallel.runs_mesh(8))
     assert len(four.images.sharding.device_set) == 4
+    assert {s.data.shape[0] for s in four.images.addressable_shards} == {2}  # split, not copied
     for _ in range(3):
         one, _ = step(one, traj)
         four, _ = step(four, traj4)

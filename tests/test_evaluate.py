@@ -69,7 +69,10 @@ def test_one_and_four_devices_give_the_same_accuracies(digits):
     config = dataclasses.replace(FAST, num_seeds=4)
     one, p1 = _run(digits, config, vectorize=True, devices=jax.devices()[:1])
     four, p4 = _run(digits, config, vectorize=True, devices=jax.devices())
-    assert len(jax.tree.leaves(p4)[0].sharding.device_set) == 4
+    leaf = jax.tree.leaves(p4)[0]
+    # Split, not replicated: each device holds one of the four runs.
+    assert {s.data.shape[0] for s in leaf.addressable_shards} == {1}
+    assert len(leaf.sharding.device_set) == 4
     np.testing.assert_allclose(one.accuracies, four.accuracies, atol=1e-6)
     for u, v in zip(jax.tree.leaves(p1), jax.tree.leaves(p4), strict=True):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)

@@ -41,6 +41,8 @@ class TrainConfig:
       warmup_steps: linear warmup steps (Adam only).
       loss: ``ce`` (soft cross-entropy on target probabilities) or ``mse``.
       dsa: apply DSA (0.2) to every training batch.
+      dsa_families: the DSA families each batch's one family is drawn from
+        (the references' strategy string ``color_crop_cutout_flip_scale_rotate``).
       consistency: weight of a two-view consistency term, the squared
         distance between the softmax outputs on two DSA views of the batch
         (TAD referees, docs/algorithms.md §4.1); 0 disables it.
@@ -64,6 +66,7 @@ class TrainConfig:
     warmup_steps: int = 500
     loss: Literal["ce", "mse"] = "ce"
     dsa: bool = True
+    dsa_families: tuple[str, ...] = dsa_lib.FAMILIES
     consistency: float = 0.0
     num_seeds: int = 5
     eval_batch: int = 500
@@ -149,11 +152,14 @@ def make_train_step(
     """
     tx = _gradient_transform(config)
     loss_fn = LOSSES[config.loss]
+    augmentation = dsa_lib.DSAConfig(families=tuple(config.dsa_families))
 
     def augment(xb, key, family_key, view):
         if family_key is not None:
             family_key = jax.random.fold_in(family_key, view)
-        return dsa_lib.dsa(xb, key=jax.random.fold_in(key, view), family_key=family_key)
+        return dsa_lib.dsa(
+            xb, key=jax.random.fold_in(key, view), config=augmentation, family_key=family_key
+        )
 
     def batch_loss(params, xb, tb, key, family_key):
         view = augment(xb, key, family_key, 0) if config.dsa else xb

@@ -68,14 +68,27 @@ def test_window_schedule_follows_section_1_4():
     assert int(datm.window_upper(off, 0)) == 20
 
 
-def test_start_epochs_stay_inside_the_window():
-    cfg = datm.DATMConfig(
-        min_start_epoch=2, current_max_start_epoch=4, max_start_epoch=6, expansion_end_epoch=10
+def test_distill_step_draws_start_epochs_inside_the_window():
+    cfg = dataclasses.replace(
+        TINY,
+        min_start_epoch=2,
+        current_max_start_epoch=4,
+        max_start_epoch=6,
+        expansion_end_epoch=10,
+        expert_epochs=1,
     )
-    keys = jax.random.split(jax.random.key(0), 400)
-    upper = datm.window_upper(cfg, 0)
-    starts = jax.vmap(lambda k: jax.random.randint(k, (), cfg.min_start_epoch, upper))(keys)
-    assert set(np.asarray(starts).tolist()) == {2, 3}
+    traj = _trajectories(epochs=6)
+    images, labels, *_ = _problem()
+
+    def start_epoch(key, iteration):
+        state = datm.init_state(images, labels, cfg, key=key)._replace(iteration=iteration)
+        return datm.distill_step(MODEL, cfg, state, traj)[1]["start_epoch"]
+
+    keys = jax.random.split(jax.random.key(0), 64)
+    draws = jax.jit(jax.vmap(start_epoch, (0, None)))
+    # [t_min, t_upper): the window starts at [2, 4) and has grown to [2, 6) at iteration 10.
+    assert set(np.asarray(draws(keys, jnp.int32(0))).tolist()) == {2, 3}
+    assert set(np.asarray(draws(keys, jnp.int32(10))).tolist()) == {2, 3, 4, 5}
 
 
 def test_minibatch_schedule_chunks_permutations():
