@@ -38,17 +38,21 @@ def test_run_baseline_writes_a_complete_run_directory(tmp_path):
         kind="random",
         ipc=5,
         width=8,
-        train=TrainConfig(epochs=20, num_seeds=2, dsa=False, eval_batch=250),
-        eval_every=10,
+        train=TrainConfig(epochs=100, num_seeds=2, dsa=False, eval_batch=250, lr=0.05),
+        eval_every=50,
     )
     summary, run = run_baseline(config, out_root=str(tmp_path), progress=False)
     files = {p.name for p in run.path.iterdir()}
     assert files == {"config.json", "metrics.jsonl", "summary.json", "train_set.png"}
     saved = json.loads((run.path / "config.json").read_text())
-    assert saved["ipc"] == 5 and saved["train"]["epochs"] == 20
+    assert saved["ipc"] == 5 and saved["train"]["epochs"] == 100
     events = [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["noise", "eval", "eval"]
     assert summary["train_size"] == 50 and len(summary["accuracies"]) == 2
     assert 0.2 < summary["train_label_noise"] < 0.6
-    assert 0.1 < summary["accuracy_mean"] <= 1.0
+    # The summary reports the final evaluation logged in metrics.jsonl...
+    np.testing.assert_allclose(summary["accuracies"], events[-1]["test_accuracy"][0])
+    assert summary["accuracy_mean"] == np.mean(summary["accuracies"])
+    # ...of networks that learned from 50 noisy images (chance: 0.1).
+    assert summary["accuracy_mean"] > 0.3
     assert (run.path / "train_set.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
