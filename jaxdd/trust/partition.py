@@ -6,14 +6,19 @@ redirected toward the trusted space.
 
 jaxdd's design:
 
-* losses are min-max normalised to [0, 1] within each class (a class whose
-  losses are all equal maps to 0);
+* losses are min-max normalised to [0, 1] within each class;
 * the classes are laid out as rows of a padded ``[C, M]`` table (M ≥ the
   largest class) and fitted together by `jaxdd.trust.gmm.fit_gmm`; a sample's
   trust score is the posterior of the low-mean component of its class's
-  mixture (a class with a single sample scores ½);
+  mixture;
+* a class whose losses are all equal (one sample, or every referee agreeing
+  with every label) has nothing to separate: its members score 1, trusted
+  whole (a mixture of two identical components would score them ½ and drop
+  the class, leaving it no anchor to be recalled to);
 * a sample is trusted if its score is strictly above a threshold τ_k that
-  moves linearly from τ_start to τ_end over the rounds (`threshold_schedule`);
+  moves linearly from τ_start to τ_end over the rounds (`threshold_schedule`),
+  and every class keeps at least its best-scored members, so that no class
+  is ever dropped whole;
 * the whole path losses → table → GMM → mask is one jittable function
   (`partition`); `make_partition` builds the table once on the host and
   returns the jitted ``(losses, tau) → (trusted, scores)``.
@@ -117,7 +122,21 @@ def _scores_from_table(
     low_component = posterior(fit_gmm(values, mask, iterations=iterations), values)[..., 0]
     scatter_to = jnp.where(mask, index, losses.shape[0])
     scores = jnp.zeros(losses.shape, low_component.dtype)
-    return scores.at[scatter_to].set(low_component, mode="drop")
+    scores = scores.at[scatter_to].set(low_component, mode="drop")
+    return jnp.where(_constant_class(losses, labels, num_classes), 1.0, scores)
+
+
+def _constant_class(losses: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+    """``[N] bool``: the sample's class has a single loss value (nothing to separate)."""
+    low = jax.ops.segment_min(losses, labels, num_segments=num_classes)
+    high = jax.ops.segment_max(losses, labels, num_segments=num_classes)
+    return (high == low)[labels]
+
+
+def _threshold(scores: jax.Array, labels: jax.Array, num_classes: int, tau) -> jax.Array:
+    """``[N] bool``: score above τ, or among its class's best scores (no class dropped)."""
+    best = jax.ops.segment_max(scores, labels, num_segments=num_classes)[labels]
+    return (scores > tau) | (scores >= best)
 
 
 def trust_scores(
@@ -139,7 +158,8 @@ def trust_scores(
         fits; pass the largest class size to save memory and time.
 
     Returns:
-      ``[N]`` trust scores in [0, 1].
+      ``[N]`` trust scores in [0, 1]; 1 for every member of a class whose
+      losses are all equal.
     """
     losses, labels = jnp.asarray(losses), jnp.asarray(labels)
     size = losses.shape[0] if max_class_size is None else max_class_size
@@ -172,12 +192,13 @@ def partition(
       max_class_size: see `trust_scores` (static).
 
     Returns:
-      ``trusted: [N] bool`` (score > tau) and ``scores: [N]`` float.
+      ``trusted: [N] bool`` (score > tau, or the best score of its class)
+      and ``scores: [N]`` float.
     """
     scores = trust_scores(
         losses, labels, num_classes, iterations=iterations, max_class_size=max_class_size
     )
-    return scores > tau, scores
+    return _threshold(scores, jnp.asarray(labels), num_classes, tau), scores
 
 
 def make_partition(
@@ -200,7 +221,7 @@ def make_partition(
     @jax.jit
     def partition_fixed(losses: jax.Array, tau: jax.Array) -> tuple[jax.Array, jax.Array]:
         scores = _scores_from_table(losses, device_labels, num_classes, table, iterations)
-        return scores > tau, scores
+        return _threshold(scores, device_labels, num_classes, tau), scores
 
     return partition_fixed
 

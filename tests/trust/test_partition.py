@@ -57,7 +57,8 @@ def test_trust_scores_separate_clean_from_noisy_samples():
     assert _auc(scores, clean) > 0.95
     assert clean[trusted].mean() > 0.95
     assert trusted[clean].mean() > 0.8
-    np.testing.assert_array_equal(trusted, scores > 0.5)
+    best = np.array([scores[labels == c].max() for c in range(NUM_CLASSES)])[labels]
+    np.testing.assert_array_equal(trusted, (scores > 0.5) | (scores >= best))
     for c in range(NUM_CLASSES):
         assert _auc(scores[labels == c], clean[labels == c]) > 0.95
 
@@ -154,3 +155,76 @@ def test_small_loss_selection_keeps_the_rounded_fraction_of_smallest_losses(
     for c in range(4):
         in_class = labels == c
         assert losses[in_class & kept].max() < losses[in_class & ~kept].min()
+
+
+def test_a_class_with_one_signal_value_is_trusted_whole_and_leaves_the_others_alone():
+    losses, labels, _ = _noisy_losses(seed=3, sizes=(300, 250), scales=(1.0, 2.0))
+    # A third class on which every referee agrees with every label: one value.
+    all_losses = np.concatenate([losses, np.zeros(120, np.float32)])
+    all_labels = np.concatenate([labels, np.full(120, 2, np.int32)])
+    trusted, scores = PARTITION(
+        all_losses, all_labels, np.float32(0.9), num_classes=3, max_class_size=300
+    )
+    trusted, scores = np.asarray(trusted), np.asarray(scores)
+    np.testing.assert_array_equal(scores[-120:], 1.0)
+    assert trusted[-120:].all()
+    alone_trusted, alone = PARTITION(
+        losses, labels, np.float32(0.9), num_classes=3, max_class_size=300
+    )
+    np.testing.assert_allclose(scores[:-120], alone, atol=1e-6)
+    np.testing.assert_array_equal(trusted[:-120], alone_trusted)
+    # A single-sample class is constant too.
+    one = PARTITION(
+        np.float32([0.1, 0.9, 0.3]),
+        np.int32([0, 0, 1]),
+        np.float32(0.9),
+        num_classes=2,
+        max_class_size=2,
+    )
+    assert bool(one[0][2])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_no_class_is_ever_dropped_whole(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 5, 400).astype(np.int32)
+    # Heavy-tailed, badly separated, with ties: mixtures that fit poorly.
+    losses = np.round(rng.standard_cauchy(400) ** 2, 1).astype(np.float32)
+    trusted, _ = PARTITION(losses, labels, np.float32(0.999), num_classes=5, max_class_size=400)
+    trusted = np.asarray(trusted)
+    for c in np.unique(labels):
+        assert trusted[labels == c].any(), c
+
+
+def _two_gaussians(n, weight, means, sd, seed):
+    rng = np.random.default_rng(seed)
+    low = rng.random(n) < weight
+    return np.where(low, rng.normal(means[0], sd, n), rng.normal(means[1], sd, n)), low
+
+
+def _predicted_fraction(tau, weight, means, sd):
+    """P(posterior of the low component > τ) under the true two-Gaussian mixture."""
+    from scipy.stats import norm
+
+    grid = np.linspace(means[0] - 6 * sd, means[1] + 6 * sd, 200_001)
+    low, high = weight * norm.pdf(grid, means[0], sd), (1 - weight) * norm.pdf(grid, means[1], sd)
+    cut = grid[np.argmax(low / (low + high) < tau)]  # the posterior falls with the loss
+    return weight * norm.cdf(cut, means[0], sd) + (1 - weight) * norm.cdf(cut, means[1], sd)
+
+
+def test_tau_moves_the_predicted_fraction_on_a_known_mixture():
+    weight, means, sd = 0.6, (1.0, 2.0), 0.3
+    losses, _ = _two_gaussians(20_000, weight, means, sd, seed=0)
+    losses = losses.astype(np.float32)
+    labels = np.zeros(len(losses), np.int32)
+    fractions = {}
+    for tau in (0.9, 0.5):
+        trusted, _ = PARTITION(
+            losses, labels, np.float32(tau), num_classes=1, max_class_size=len(losses)
+        )
+        fractions[tau] = float(np.mean(np.asarray(trusted)))
+        assert fractions[tau] == pytest.approx(
+            _predicted_fraction(tau, weight, means, sd), abs=0.02
+        )
+    # Overlapping components: moving τ from 0.9 to 0.5 trusts over 5 % more of the data.
+    assert fractions[0.5] - fractions[0.9] > 0.05
