@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdd.experts import snapshot
 from jaxdd.methods import datm
 from jaxdd.methods.datm_init import expert_label_logits
 from jaxdd.models.convnet import ConvNetSpec, Model, make_convnet
@@ -28,14 +29,18 @@ def _loss(config, images, labels, lr, start, target):
     )
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("dsa", [False, True])
+def test_gradient_matches_finite_differences(dsa):
+    # With DSA, every student step augments its batch; with the key fixed the
+    # augmentation is a fixed linear map, so the gradient through it is exact.
+    config = dataclasses.replace(TINY, dsa=dsa)
     with jax.enable_x64(True):
         images, labels, lr, start, target = _problem(jnp.float64)
-        grads = jax.grad(_loss, argnums=(1, 2, 3))(TINY, images, labels, lr, start, target)
+        grads = jax.grad(_loss, argnums=(1, 2, 3))(config, images, labels, lr, start, target)
         rng = np.random.default_rng(0)
         eps = 1e-5
         for argnum, grad in zip((1, 2, 3), grads, strict=True):
-            args = [TINY, images, labels, lr, start, target]
+            args = [config, images, labels, lr, start, target]
             direction = jnp.asarray(rng.standard_normal(np.shape(args[argnum])))
             plus, minus = list(args), list(args)
             plus[argnum] = args[argnum] + eps * direction
@@ -121,6 +126,63 @@ def test_gate_and_nan_skip_the_update():
     assert bool(metrics["accepted"]) and int(ok.iteration) == 1
     assert not np.allclose(ok.images, state.images)
     assert float(ok.syn_lr) != float(state.syn_lr)
+
+
+def _same(a, b):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+
+
+def test_a_gated_or_non_finite_step_leaves_everything_but_the_counters_untouched():
+    images, labels, _, _, _ = _problem()
+    traj = _trajectories()
+    loose = dataclasses.replace(TINY, current_max_start_epoch=2, max_start_epoch=3, threshold=10.0)
+    state = datm.init_state(images, labels, loose, key=jax.random.key(0))
+    state, metrics = datm.distill_step(MODEL, loose, state, traj)  # momenta now non-zero
+    assert bool(metrics["accepted"])
+    assert all(float(jnp.abs(m).max()) > 0 for m in jax.tree.leaves(state.opt_state))
+    gated = dataclasses.replace(loose, threshold=0.0)
+    poisoned = state._replace(labels=state.labels.at[0, 0].set(jnp.inf))
+    for cfg, before in ((gated, state), (loose, poisoned)):
+        after, metrics = datm.distill_step(MODEL, cfg, before, traj)
+        assert not bool(metrics["accepted"])
+        _same(
+            (after.images, after.labels, after.syn_lr, after.opt_state),
+            (before.images, before.labels, before.syn_lr, before.opt_state),
+        )
+        assert int(after.skipped) == int(before.skipped) + 1
+        assert int(after.iteration) == int(before.iteration) + 1
+        assert all(bool(jnp.isfinite(m).all()) for m in jax.tree.leaves(after.opt_state))
+
+
+def test_the_target_is_exactly_expert_epochs_after_the_start():
+    images, labels, _, _, _ = _problem()
+    traj = _trajectories(epochs=6)
+    cfg = dataclasses.replace(
+        TINY, current_max_start_epoch=3, max_start_epoch=4, expert_epochs=2, threshold=10.0
+    )
+    state = datm.init_state(images, labels, cfg, key=jax.random.key(5))
+    _, metrics = datm.distill_step(MODEL, cfg, state, traj)
+    expert, start = int(metrics["expert"]), int(metrics["start_epoch"])
+    loss_key = jax.random.split(state.key, 4)[3]  # the step's matching key
+
+    def loss_towards(target_epoch):
+        return float(
+            datm.matching_loss(
+                MODEL,
+                cfg,
+                state.images,
+                state.labels,
+                state.syn_lr,
+                snapshot(traj, expert, start),
+                snapshot(traj, expert, target_epoch),
+                key=loss_key,
+            )
+        )
+
+    assert float(metrics["loss"]) == pytest.approx(loss_towards(start + 2), rel=1e-6)
+    assert float(metrics["loss"]) != pytest.approx(loss_towards(start + 1), rel=1e-3)
+    assert float(metrics["loss"]) != pytest.approx(loss_towards(start + 3), rel=1e-3)
 
 
 def test_hard_labels_stay_fixed():
