@@ -1,62 +1,68 @@
 """jaxdd: dataset distillation for noisily labelled image data, in JAX.
 
-The public API, re-exported from the modules that define it.
+The public API, re-exported from the modules that define it. The modules
+are imported on first use (``jaxdd.load_dataset`` imports `jaxdd.data`), so
+``import jaxdd`` — and the command line's argument parsing — does not start
+JAX.
 """
 
-from jaxdd.baselines import BaselineConfig, random_subset, run_baseline
-from jaxdd.checkpoint import Checkpointer
-from jaxdd.data import Dataset, fit_zca, list_datasets, load_dataset, normalize
-from jaxdd.data.noise import NoisyLabels, make_noisy, parse_noise
-from jaxdd.distill import DistillConfig, run_distill
-from jaxdd.errors import ConfigError, DataUnavailableError, JaxddError
-from jaxdd.evaluate import EvalResult, adam_protocol, sgd_protocol, train_and_evaluate
-from jaxdd.experts import ExpertConfig, train_experts
-from jaxdd.methods.datm import DATMConfig, mtt_config
-from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, init_many, make_convnet
-from jaxdd.ops.dsa import DSAConfig, dsa
-from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import Prepared, prepare
-from jaxdd.trust.dual import TADConfig, TrustSplit, run_tad
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BaselineConfig",
-    "Checkpointer",
-    "DATMConfig",
-    "DistillConfig",
-    "ExpertConfig",
-    "Prepared",
-    "TADConfig",
-    "TrustSplit",
-    "mtt_config",
-    "prepare",
-    "run_distill",
-    "run_tad",
-    "train_experts",
-    "ConfigError",
-    "ConvNetSpec",
-    "DSAConfig",
-    "DataUnavailableError",
-    "Dataset",
-    "EvalResult",
-    "JaxddError",
-    "Model",
-    "NoisyLabels",
-    "TrainConfig",
-    "adam_protocol",
-    "depth_for",
-    "dsa",
-    "fit_zca",
-    "init_many",
-    "list_datasets",
-    "load_dataset",
-    "make_convnet",
-    "make_noisy",
-    "normalize",
-    "parse_noise",
-    "random_subset",
-    "run_baseline",
-    "sgd_protocol",
-    "train_and_evaluate",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "BaselineConfig": "jaxdd.baselines",
+    "random_subset": "jaxdd.baselines",
+    "run_baseline": "jaxdd.baselines",
+    "Checkpointer": "jaxdd.checkpoint",
+    "Dataset": "jaxdd.data",
+    "fit_zca": "jaxdd.data",
+    "list_datasets": "jaxdd.data",
+    "load_dataset": "jaxdd.data",
+    "normalize": "jaxdd.data",
+    "NoisyLabels": "jaxdd.data.noise",
+    "make_noisy": "jaxdd.data.noise",
+    "parse_noise": "jaxdd.data.noise",
+    "DistillConfig": "jaxdd.distill",
+    "run_distill": "jaxdd.distill",
+    "ConfigError": "jaxdd.errors",
+    "DataUnavailableError": "jaxdd.errors",
+    "JaxddError": "jaxdd.errors",
+    "EvalResult": "jaxdd.evaluate",
+    "adam_protocol": "jaxdd.evaluate",
+    "sgd_protocol": "jaxdd.evaluate",
+    "train_and_evaluate": "jaxdd.evaluate",
+    "ExpertConfig": "jaxdd.experts",
+    "train_experts": "jaxdd.experts",
+    "DATMConfig": "jaxdd.methods.datm",
+    "mtt_config": "jaxdd.methods.datm",
+    "ConvNetSpec": "jaxdd.models.convnet",
+    "Model": "jaxdd.models.convnet",
+    "depth_for": "jaxdd.models.convnet",
+    "init_many": "jaxdd.models.convnet",
+    "make_convnet": "jaxdd.models.convnet",
+    "DSAConfig": "jaxdd.ops.dsa",
+    "dsa": "jaxdd.ops.dsa",
+    "TrainConfig": "jaxdd.ops.train",
+    "Prepared": "jaxdd.prepare",
+    "prepare": "jaxdd.prepare",
+    "TADConfig": "jaxdd.trust.dual",
+    "TrustSplit": "jaxdd.trust.dual",
+    "run_tad": "jaxdd.trust.dual",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Imports the module of a public name on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxdd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -1,32 +1,41 @@
-"""Datasets, the registry that loads them, and pixel preprocessing (normalisation, ZCA)."""
+"""Datasets, the registry that loads them, and pixel preprocessing (normalisation, ZCA).
 
-from jaxdd.data.dataset import Dataset
-from jaxdd.data.preprocess import ZCA, denormalize, fit_zca, normalize, zca_apply, zca_inverse
-from jaxdd.data.registry import (
-    CIFAR10_NAMES,
-    CIFAR10N_FIELDS,
-    CIFAR100N_FIELDS,
-    FASHION_MNIST_NAMES,
-    DatasetInfo,
-    list_datasets,
-    load_dataset,
-    load_npz_dataset,
-)
+The names are imported on first use, so that loading a dataset does not
+start JAX (only the preprocessing needs it).
+"""
 
-__all__ = [
-    "CIFAR10N_FIELDS",
-    "CIFAR10_NAMES",
-    "CIFAR100N_FIELDS",
-    "FASHION_MNIST_NAMES",
-    "ZCA",
-    "Dataset",
-    "DatasetInfo",
-    "denormalize",
-    "fit_zca",
-    "list_datasets",
-    "load_dataset",
-    "load_npz_dataset",
-    "normalize",
-    "zca_apply",
-    "zca_inverse",
-]
+import importlib
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "Dataset": "jaxdd.data.dataset",
+    "ZCA": "jaxdd.data.preprocess",
+    "denormalize": "jaxdd.data.preprocess",
+    "fit_zca": "jaxdd.data.preprocess",
+    "normalize": "jaxdd.data.preprocess",
+    "zca_apply": "jaxdd.data.preprocess",
+    "zca_inverse": "jaxdd.data.preprocess",
+    "CIFAR10_NAMES": "jaxdd.data.registry",
+    "CIFAR10N_FIELDS": "jaxdd.data.registry",
+    "CIFAR100N_FIELDS": "jaxdd.data.registry",
+    "FASHION_MNIST_NAMES": "jaxdd.data.registry",
+    "DatasetInfo": "jaxdd.data.registry",
+    "list_datasets": "jaxdd.data.registry",
+    "load_dataset": "jaxdd.data.registry",
+    "load_npz_dataset": "jaxdd.data.registry",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Imports the module of a public name on first access."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxdd.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
