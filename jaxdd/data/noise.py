@@ -359,8 +359,10 @@ _RATED_KINDS = (
 NOISE_KINDS: tuple[str, ...] = ("none", *_RATED_KINDS, "natural")
 _SPEC_HELP = (
     "use one of: none, symmetric:R, symmetric-exact:R, symmetric-inclusive:R, "
-    "asymmetric:R, pairflip:R, instance:R, natural, natural:FIELD (R in [0, 1))"
+    "asymmetric:R, asymmetric:R:S=T,S=T..., pairflip:R, instance:R, natural, natural:FIELD "
+    "(R in [0, 1); S=T: class S flips to class T)"
 )
+_MAP_EXAMPLE = "--noise asymmetric:0.4:1=7,7=1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,11 +373,14 @@ class NoiseSpec:
       kind: one of `NOISE_KINDS`.
       rate: noise rate in ``[0, 1)`` (0 for ``none`` and ``natural``).
       field: for ``natural``, the dataset's noisy-label field (None = default).
+      mapping: for ``asymmetric``, the ``(source, target)`` class pairs
+        (None: the dataset's built-in map, `ASYMMETRIC_MAPS`).
     """
 
     kind: str
     rate: float = 0.0
     field: str | None = None
+    mapping: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
@@ -385,6 +390,8 @@ class NoiseSpec:
             raise ConfigError(f"noise kind {self.kind!r} takes no rate: {_SPEC_HELP}")
         if self.field is not None and self.kind != "natural":
             raise ConfigError(f"only natural noise takes a field, got {self.kind!r}: {_SPEC_HELP}")
+        if self.mapping is not None and self.kind != "asymmetric":
+            raise ConfigError(f"only asymmetric noise takes a class map, got {self.kind!r}")
 
 
 def parse_noise(spec: str) -> NoiseSpec:
@@ -392,8 +399,9 @@ def parse_noise(spec: str) -> NoiseSpec:
 
     Args:
       spec: ``none`` | ``KIND:RATE`` for KIND in symmetric, symmetric-exact,
-        symmetric-inclusive, asymmetric, pairflip, instance | ``natural`` |
-        ``natural:FIELD``.
+        symmetric-inclusive, asymmetric, pairflip, instance |
+        ``asymmetric:RATE:S=T,S=T,...`` (class S flips to class T; classes
+        not named never flip) | ``natural`` | ``natural:FIELD``.
 
     Returns:
       The validated `NoiseSpec`.
@@ -406,13 +414,35 @@ def parse_noise(spec: str) -> NoiseSpec:
         return NoiseSpec(kind, 0.0, arg.strip() or None)
     if kind not in _RATED_KINDS:
         raise ConfigError(f"unknown noise kind {kind!r} in {spec!r}: {_SPEC_HELP}")
+    arg, has_map, pairs = arg.partition(":")
     try:
         rate = float(arg)
     except ValueError:
         raise ConfigError(
             f"noise spec {spec!r} needs a numeric rate, e.g. --noise {kind}:0.4"
         ) from None
-    return NoiseSpec(kind, rate)
+    if has_map and kind != "asymmetric":
+        raise ConfigError(f"noise spec {spec!r}: only asymmetric noise takes a class map")
+    return NoiseSpec(kind, rate, mapping=_parse_map(pairs, spec) if has_map else None)
+
+
+def _parse_map(text: str, spec: str) -> tuple[tuple[int, int], ...]:
+    """``"S=T,S=T"`` -> ``((S, T), ...)``: distinct sources, no class mapped onto itself."""
+    pairs = []
+    for entry in text.split(","):
+        source, eq, target = (part.strip() for part in entry.partition("="))
+        if not (eq and source.isdigit() and target.isdigit()):
+            raise ConfigError(
+                f"noise spec {spec!r}: class map entry {entry.strip()!r} is not SOURCE=TARGET "
+                f"with class indices, e.g. {_MAP_EXAMPLE}"
+            )
+        pairs.append((int(source), int(target)))
+    sources = [s for s, _ in pairs]
+    if len(set(sources)) < len(sources) or any(s == t for s, t in pairs):
+        raise ConfigError(
+            f"noise spec {spec!r}: each class may flip to one other class, e.g. {_MAP_EXAMPLE}"
+        )
+    return tuple(pairs)
 
 
 def _standardised_features(images: np.ndarray) -> np.ndarray:
@@ -454,8 +484,9 @@ def _asymmetric_map(dataset: Dataset, mapping: Mapping[int, int] | None) -> Mapp
     if dataset.name not in ASYMMETRIC_MAPS:
         raise ConfigError(
             f"no built-in asymmetric noise map for dataset {dataset.name!r} (built-in: "
-            f"{', '.join(ASYMMETRIC_MAPS)}): pass an explicit mapping={{source: target}} "
-            "or use --noise pairflip:R"
+            f"{', '.join(ASYMMETRIC_MAPS)}): give one in the spec, e.g. {_MAP_EXAMPLE} "
+            "(class 1 flips to 7 and 7 to 1), pass an explicit mapping={source: target} "
+            "from Python, or use --noise pairflip:R"
         )
     return ASYMMETRIC_MAPS[dataset.name]
 
@@ -475,7 +506,7 @@ def make_noisy(
       spec: a spec string (see `parse_noise`) or a `NoiseSpec`.
       seed: numpy seed of the noise draw.
       mapping: explicit source -> target classes for ``asymmetric`` (default:
-        `ASYMMETRIC_MAPS` entry of ``dataset.name``).
+        the spec's map, else the `ASYMMETRIC_MAPS` entry of ``dataset.name``).
 
     Returns:
       `NoisyLabels` for the ``[N]`` training labels.
@@ -483,6 +514,10 @@ def make_noisy(
     spec = parse_noise(spec) if isinstance(spec, str) else spec
     if mapping is not None and spec.kind != "asymmetric":
         raise ConfigError(f"a class mapping only applies to asymmetric noise, not {spec.kind!r}")
+    if mapping is not None and spec.mapping is not None:
+        raise ConfigError("give the asymmetric class map once: in the spec or as mapping=")
+    if spec.mapping is not None:
+        mapping = dict(spec.mapping)
     y, c = dataset.y_train, dataset.num_classes
     if spec.kind == "none":
         return realised(y, y, c)

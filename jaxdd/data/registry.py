@@ -450,7 +450,10 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     # leak a file handle it opened itself.
     try:
         with open(os.path.expanduser(path), "rb") as f:
-            loaded = np.load(f, allow_pickle=False)
+            # Without one of numpy's headers np.load would try unpickling and say so.
+            is_numpy = f.read(6).startswith((b"PK", b"\x93NUMPY"))
+            f.seek(0)
+            loaded = np.load(f, allow_pickle=False) if is_numpy else None
             is_archive = isinstance(loaded, np.lib.npyio.NpzFile)
             arrays = {key: loaded[key] for key in loaded.files} if is_archive else {}
     # ValueError: an object (pickled) array or not numpy data; the others: a
@@ -460,6 +463,11 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
             f"cannot read npz file {path!r} ({type(err).__name__}: {err}). "
             f"It must be {_NPZ_CONTENT}."
         ) from err
+    if not is_numpy:
+        raise ConfigError(
+            f"cannot read npz file {path!r}: it is not a valid npz archive (no zip header). "
+            f"It must be {_NPZ_CONTENT}."
+        )
     if not is_archive:
         raise ConfigError(
             f"{path!r} holds a single array, not an archive. It must be {_NPZ_CONTENT}."
@@ -515,7 +523,7 @@ _TFDS_HOW = (
     "On a machine with internet: pip install 'jaxdd[tfds]' && python -c \"import "
     "tensorflow_datasets as tfds; tfds.builder('{name}', file_format='array_record')"
     '.download_and_prepare()"; then copy its data dir (default ~/tensorflow_datasets) here '
-    "and pass --data-dir DIR or set TFDS_DATA_DIR=DIR."
+    "and set TFDS_DATA_DIR=DIR (from Python: load_dataset(..., data_dir=DIR))."
 )
 _MANUAL_HOW = (
     " cifar10_n / cifar100_n also need the human label files from "
@@ -523,8 +531,8 @@ _MANUAL_HOW = (
     "tfds.builder('{name}').MANUAL_DOWNLOAD_INSTRUCTIONS)."
 )
 _IDX_HOW = (
-    "Put the four IDX files ({files}, .gz or not) in DIR/{subdir}/ and pass --data-dir DIR "
-    "or set JAXDD_DATA_DIR=DIR. "
+    "Put the four IDX files ({files}, .gz or not) in DIR/{subdir}/ and set JAXDD_DATA_DIR=DIR "
+    "(from Python: load_dataset(..., data_dir=DIR)). "
 )
 
 
