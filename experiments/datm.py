@@ -4,8 +4,11 @@ Run one with::
 
     jaxdd distill --config experiments/datm.py:cifar10-ipc10
     jaxdd distill --config experiments/datm.py:fashion_mnist-ipc10 --noise symmetric:0.4
+    jaxdd distill --config experiments/datm.py:mtt-cifar10-ipc10
 
-Any flag given after ``--config`` overrides the file (e.g. ``--iterations``).
+Flags and ``--set PATH=VALUE`` override the file (e.g. ``--iterations 500``,
+``--set datm.lr_img=1000``); ``--show-config`` prints the result. A name
+``mtt-ROW`` is the MTT variant of ROW (`mtt`).
 
 Reference rows (CIFAR-10/100, Tiny ImageNet) are the DATM configs: 10000
 iterations, lr_teacher 0.01, ZCA on, experts trained for T⁺ + M epochs or
@@ -102,15 +105,19 @@ CONFIGS |= {
 
 
 def get_config(name: str = "fashion_mnist-ipc10") -> DistillConfig:
-    """The named configuration (see `CONFIGS`)."""
-    if name not in CONFIGS:
-        raise ConfigError(f"no config {name!r} in experiments/datm.py: use one of {list(CONFIGS)}")
-    return CONFIGS[name]
+    """The named configuration (see `CONFIGS`); ``mtt-ROW`` is the `mtt` variant of ROW."""
+    row = name.removeprefix("mtt-")
+    if row not in CONFIGS:
+        raise ConfigError(
+            f"no config {name!r} in experiments/datm.py: use one of {', '.join(CONFIGS)}, "
+            "or mtt-NAME for the MTT variant of NAME"
+        )
+    return mtt(row) if row != name else CONFIGS[row]
 
 
 def mtt(name: str) -> DistillConfig:
     """The MTT variant of a row: hard labels, real init, no gate, fixed window."""
-    config = get_config(name)
+    config = CONFIGS[name]
     datm = dataclasses.replace(
         config.datm,
         soft_labels=False,

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from jaxdd import evaluate, report, rng
+from jaxdd import evaluate, report, rng, validate
 from jaxdd.errors import ConfigError
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import prepare_for
@@ -26,7 +26,8 @@ class BaselineConfig:
 
     Attributes:
       dataset: registry name (`jaxdd datasets` lists them).
-      noise: label-noise spec (`jaxdd.data.noise.parse_noise`).
+      noise: label-noise spec, e.g. ``symmetric:0.4`` or ``asymmetric:0.4:1=7,7=1``
+        (`jaxdd.data.noise.parse_noise`).
       kind: ``erm`` (all noisy data) or ``random`` (ipc random images/class).
       ipc: images per class for ``random``.
       width: ConvNet width.
@@ -54,6 +55,34 @@ class BaselineConfig:
     trust: TADConfig | None = None
     seed: int = 0
     noise_seed: int = 0
+
+    def unused(self) -> dict[str, str]:
+        """The settings this run ignores as configured: dotted path -> why."""
+        unused = {} if self.kind == "random" else {"ipc": "only --kind random takes a subset"}
+        trust = validate.trust_unused(self.trust)
+        return unused | trust | validate.train_unused(self.train, "train")
+
+
+def validate_run(
+    config: BaselineConfig, *, out_root: str, label: validate.Label = validate.plain
+) -> None:
+    """Everything `run_baseline` would refuse, checked before it starts any work.
+
+    Types and ranges of every field; the data (the dataset loads, the test
+    classes are trained on and, for ``random``, every class holds `ipc`
+    samples by its given labels); that `out_root` can be written. Nothing
+    is created.
+    """
+    validate.check_tree(config, label=label)
+    validate.check_data(
+        config.dataset,
+        config.noise,
+        noise_seed=config.noise_seed,
+        max_train=config.max_train,
+        ipc=config.ipc if config.kind == "random" else None,
+        label=label,
+    )
+    validate.check_dir(out_root, f"the run directory root {out_root}")
 
 
 def random_subset(

@@ -2,306 +2,402 @@
 
 jaxdd datasets                               what data exists and is here
 jaxdd baseline --dataset fashion_mnist --noise symmetric:0.4 --kind random --ipc 10
+jaxdd distill --config experiments/datm.py:fashion_mnist-ipc10 --set datm.iterations=500
 jaxdd demo                                   the quick end-to-end job on digits
+
+A run's settings are one config tree (`jaxdd.config`): ``--set PATH=VALUE``
+sets any of its fields, a few friendly flags (`Alias`) set one path each,
+and ``--help`` lists every path with its default. Parsing the command line
+imports no JAX; the config classes, and with them JAX, are imported when a
+command runs or lists its settings. Every bad input stops the command with
+one line on stderr and exit status 2, before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import pathlib
 import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from jaxdd import config as config_lib
 from jaxdd.errors import ConfigError, JaxddError
-from jaxdd.ops.train import TrainConfig
 
 ERM_EPOCHS = 50
+# A relative --config path is looked up in the working directory, then here:
+# the directory that holds the jaxdd package (a checkout's root, with experiments/).
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _add_trust_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("trust (docs/algorithms.md §4): train on a trusted space")
-    g.add_argument(
-        "--trust",
-        choices=("none", "tad", "small-loss"),
-        default=None,
-        help="tad: dual-loop trust-aware diversion; small-loss: two-stage baseline",
-    )
-    g.add_argument("--tad-rounds", type=int, default=None)
-    g.add_argument("--tad-referees", type=int, default=None)
-    g.add_argument("--tad-width", type=int, default=None)
-    g.add_argument("--tad-warmup-steps", type=int, default=None)
-    g.add_argument("--tad-steps-per-round", type=int, default=None)
-    g.add_argument(
-        "--kappa", type=float, default=None, help="recalibration confidence (rounds >= 1)"
-    )
-    g.add_argument(
-        "--kappa-warm", type=float, default=None, help="recalibration confidence in round 0"
-    )
-    g.add_argument("--keep-ratio", type=float, default=None, help="small-loss keep ratio")
-    g.add_argument(
-        "--trust-signal",
-        choices=("loss", "relative"),
-        default=None,
-        help="what the partition's mixtures fit: the loss, or the loss above the best class's",
-    )
-    g.add_argument(
-        "--recall-margin",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="recalibration confidence from the referees' top-two margin (default: on)",
-    )
-    g.add_argument(
-        "--diversion",
-        choices=("select", "weight"),
-        default=None,
-        help="train on the trusted space only, or on all data weighted by trust",
-    )
-    g.add_argument(
-        "--init-pool",
-        choices=("trusted", "all"),
-        default=None,
-        help="DATM's image init draws from all samples with their given labels, filtered by "
-        "the experts trained on the trusted space (default), or from the trusted space",
-    )
-    g.add_argument(
-        "--no-rebalance",
-        dest="rebalance",
-        action="store_false",
-        default=None,
-        help="train on the trusted space without restoring its class prior",
-    )
+@dataclasses.dataclass(frozen=True)
+class Alias:
+    """A friendly flag that sets one path of the config tree.
+
+    Attributes:
+      flag: the flag, e.g. ``--ipc``.
+      path: the dotted path it sets, e.g. ``datm.ipc``.
+      switch: a boolean pair: the flag sets true, its ``--no-`` form false.
+    """
+
+    flag: str
+    path: str
+    switch: bool = False
+
+    @property
+    def name(self) -> str:
+        """How messages name it."""
+        return f"{self.flag}/--no-{self.flag[2:]}" if self.switch else self.flag
 
 
-def _trust_config(args, base=None):
-    from jaxdd.trust.dual import TADConfig
+_DATA_ALIASES = (
+    Alias("--dataset", "dataset"),
+    Alias("--noise", "noise"),
+    Alias("--seed", "seed"),
+    Alias("--width", "width"),
+    Alias("--max-train", "max_train"),
+)
+DISTILL_ALIASES = (
+    *_DATA_ALIASES,
+    Alias("--ipc", "datm.ipc"),
+    Alias("--iterations", "datm.iterations"),
+    Alias("--syn-steps", "datm.syn_steps"),
+    Alias("--max-start-epoch", "datm.max_start_epoch"),
+    Alias("--current-max-start-epoch", "datm.current_max_start_epoch"),
+    Alias("--lr-img", "datm.lr_img"),
+    Alias("--threshold", "datm.threshold"),
+    Alias("--dsa", "datm.dsa", switch=True),
+    Alias("--num-experts", "experts.num_experts"),
+    Alias("--expert-train-epochs", "experts.epochs"),
+    Alias("--eval-epochs", "eval.epochs"),
+    Alias("--seeds", "eval.num_seeds"),
+    Alias("--checkpoint-every", "checkpoint_every"),
+)
+BASELINE_ALIASES = (
+    *_DATA_ALIASES,
+    Alias("--ipc", "ipc"),
+    Alias("--epochs", "train.epochs"),
+    Alias("--seeds", "train.num_seeds"),
+    Alias("--dsa", "train.dsa", switch=True),
+    Alias("--eval-every", "eval_every"),
+)
+# Paths set by a dedicated flag rather than --set: path -> that flag.
+_TRUST_HOW = "--trust tad|small-loss|none"
+_DISTILL_HOW = {"method": "--method (without --config)", "trust": _TRUST_HOW}
+_BASELINE_HOW = {"kind": "--kind", "trust": _TRUST_HOW}
 
-    if args.trust in (None, "none"):
-        return base if args.trust is None else None
-    given = {
-        "rounds": args.tad_rounds,
-        "referees": args.tad_referees,
-        "width": args.tad_width,
-        "warmup_steps": args.tad_warmup_steps,
-        "steps_per_round": args.tad_steps_per_round,
-        "kappa": args.kappa,
-        "kappa_warm": args.kappa_warm,
-        "keep_ratio": args.keep_ratio,
-        "signal": args.trust_signal,
-        "rebalance": args.rebalance,
-        "recall_margin": args.recall_margin,
-        "diversion": args.diversion,
-        "init_pool": args.init_pool,
-    }
-    config = dataclasses.replace(
-        base or TADConfig(), mode=args.trust, **{k: v for k, v in given.items() if v is not None}
-    )
-    if not 0 < config.keep_ratio <= 1 or config.rounds < 1 or config.referees < 1:
-        raise ConfigError("need 0 < --keep-ratio <= 1, --tad-rounds >= 1, --tad-referees >= 1")
-    return config
+
+class _UsageError(ConfigError):
+    """A command line argparse cannot parse."""
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--width", type=int, default=128, help="ConvNet width (default 128)")
-    p.add_argument("--depth", type=int, default=None, help="ConvNet depth (default: by size)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of evaluated nets")
-    p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--seeds", type=int, default=5, help="networks trained per result (mean±std)")
-    p.add_argument("--no-dsa", action="store_true", help="train without DSA augmentation")
-    p.add_argument("--eval-every", type=int, default=None, help="test every K epochs")
-    p.add_argument("--max-train", type=int, default=None, help="stratified training subset size")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noise-seed", type=int, default=0)
-    p.add_argument("--out", default="runs", help="root of run directories (default runs/)")
-    p.add_argument("--no-progress", action="store_true")
+class _Parser(argparse.ArgumentParser):
+    """An `argparse.ArgumentParser` whose errors are one-line `ConfigError`s."""
+
+    def error(self, message: str):
+        raise _UsageError(f"{message} ({self.prog} --help lists the flags)")
+
+
+class _Override(argparse.Action):
+    """Appends a `config_lib.Override` to ``namespace.overrides``, in command-line order.
+
+    With an `alias` it sets the alias's path; without, it reads ``PATH=VALUE``
+    (``--set``).
+    """
+
+    def __init__(self, option_strings, dest, alias: Alias | None = None, **kwargs):
+        nargs = 0 if alias is not None and alias.switch else None
+        super().__init__(option_strings, "overrides", nargs=nargs, default=None, **kwargs)
+        self.alias = alias
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if self.alias is None:
+            override = config_lib.parse_assignment(values)
+        elif self.alias.switch:
+            text = "false" if option_string.startswith("--no-") else "true"
+            override = config_lib.Override(self.alias.path, text, option_string)
+        else:
+            override = config_lib.Override(self.alias.path, values, f"{option_string} {values}")
+        namespace.overrides = [*(namespace.overrides or []), override]
+
+
+class _SettingsHelp(argparse.Action):
+    """``-h/--help`` of a command with a config tree: the flags, then every setting.
+
+    The help texts of the aliases and the list of settings come from the
+    config classes, imported only here (they import JAX).
+    """
+
+    def __init__(self, option_strings, dest, defaults: Callable[[], Any], **kwargs):
+        super().__init__(
+            option_strings,
+            argparse.SUPPRESS,
+            nargs=0,
+            default=argparse.SUPPRESS,
+            help="show the flags and every setting with its default, and exit",
+        )
+        self.defaults = defaults
+        self.aliases: list[argparse.Action] = []
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        self.explain(parser)
+        parser.print_help()
+        parser.exit()
+
+    def explain(self, parser: argparse.ArgumentParser) -> None:
+        """Fills in the aliases' help (their field's help and default) and the epilog."""
+        tree = self.defaults()
+        leaves = {leaf.path: leaf for leaf in config_lib.leaves(tree, expand=True)}
+        for action in self.aliases:
+            leaf = leaves[action.alias.path]
+            default = config_lib.format_value(leaf.value)
+            action.help = _escape(f"{leaf.help} (sets {leaf.path}; default: {default})")
+        settings = textwrap.indent(config_lib.describe(tree, expand=True), "  ")
+        parser.epilog = (
+            "settings (--set PATH=VALUE sets any of them; defaults shown; trust.* need "
+            f"--trust; --show-config prints them as a command line resolves them):\n{settings}"
+        )
+
+
+def _escape(text: str) -> str:
+    """`text` safe from argparse's %-formatting of help strings."""
+    return text.replace("%", "%%")
+
+
+# --- the parsers ---------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxdd", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxdd", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("datasets", help="list dataset names and whether they are available here")
-    base = sub.add_parser("baseline", help="full-noisy ERM or random-subset baseline")
-    base.add_argument("--dataset", default="digits")
-    base.add_argument("--noise", default="symmetric:0.4", help="e.g. none, symmetric:0.4")
-    base.add_argument("--kind", choices=("erm", "random"), default="random")
-    base.add_argument("--ipc", type=int, default=10, help="images per class (random)")
-    _add_train_args(base)
-    _add_trust_args(base)
+    _add_baseline_parser(sub)
     _add_distill_parser(sub)
     demo = sub.add_parser("demo", help="noisy digits: baselines, DATM, two-stage and TAD + DATM")
-    demo.add_argument("--out", default="runs")
-    demo.add_argument("--no-progress", action="store_true")
+    demo.add_argument("--out", default="runs", help="root of the demo directory (default: runs)")
+    _add_progress(demo)
     return parser
 
 
-def _add_distill_parser(sub) -> None:
-    from jaxdd.methods.datm import DATMConfig
+def _tree_parser(sub, name: str, help_text: str, defaults: Callable[[], Any], aliases, example):
+    """A subcommand over a config tree: its help lists the settings; aliases and --set."""
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        add_help=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    helper = p.add_argument("-h", "--help", action=_SettingsHelp, defaults=defaults)
+    p.add_argument(
+        "--set",
+        action=_Override,
+        metavar="PATH=VALUE",
+        help=f"set any setting listed below, e.g. {example} (repeatable; default: none)",
+    )
+    p.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the settings as resolved from the flags, as PATH=VALUE lines, and exit "
+        "(default: run)",
+    )
+    group = p.add_argument_group("settings with a flag of their own (--set works as well)")
+    for alias in aliases:
+        flags = [alias.flag, f"--no-{alias.flag[2:]}"] if alias.switch else [alias.flag]
+        metavar = None if alias.switch else alias.path.rsplit(".", 1)[-1].upper()
+        helper.aliases.append(
+            group.add_argument(
+                *flags, action=_Override, alias=alias, metavar=metavar, help=f"sets {alias.path}"
+            )
+        )
+    return p
 
-    p = sub.add_parser("distill", help="DATM / MTT trajectory matching on (noisy) data")
-    p.add_argument("--method", choices=("datm", "mtt"), default="datm")
+
+def _add_trust(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--trust",
+        choices=("none", "tad", "small-loss"),
+        default=None,
+        help="tad: train on TAD's trusted space (docs/algorithms.md §4); small-loss: the "
+        "two-stage small-loss selection; none: all data. Sets trust.mode, and the trust.* "
+        f"settings apply (default: {default})",
+    )
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
+
+
+def _add_baseline_parser(sub) -> None:
+    p = _tree_parser(
+        sub,
+        "baseline",
+        "full-noisy ERM or random-subset baseline",
+        _baseline_defaults,
+        BASELINE_ALIASES,
+        "train.lr=0.05",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("erm", "random"),
+        default=None,
+        help=f"erm: train on all the (noisy) data, by default for {ERM_EPOCHS} epochs, testing "
+        "every epoch; random: ipc random images per class (default: random)",
+    )
+    _add_trust(p, "none")
+    p.add_argument("--out", default="runs", help="root of run directories (default: runs)")
+    _add_progress(p)
+
+
+def _add_distill_parser(sub) -> None:
+    p = _tree_parser(
+        sub,
+        "distill",
+        "DATM / MTT trajectory matching on (noisy) data",
+        _distill_defaults,
+        DISTILL_ALIASES,
+        "datm.iterations=500",
+    )
     p.add_argument(
         "--config",
-        help="FILE.py or FILE.py:NAME whose get_config([NAME]) returns a DistillConfig "
-        "(e.g. experiments/datm.py:fashion_mnist-ipc10); other flags override it",
+        metavar="FILE.py[:NAME]",
+        help="start from get_config(NAME) of FILE (e.g. experiments/datm.py:fashion_mnist-ipc10); "
+        "flags and --set override it. A relative FILE is looked up in the working directory, "
+        "then in the directory holding the jaxdd package (default: the built-in defaults)",
     )
-    p.add_argument("--zca", action=argparse.BooleanOptionalAction, default=None)
-    for name, kind in [
-        ("dataset", str),
-        ("noise", str),
-        ("width", int),
-        ("depth", int),
-        ("max_train", int),
-        ("seed", int),
-        ("noise_seed", int),
-        ("checkpoint_every", int),
-        ("log_every", int),
-    ]:
-        p.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
-    group = p.add_argument_group("trajectory matching (docs/algorithms.md §1.6 names)")
-    for field in dataclasses.fields(DATMConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if isinstance(field.default, bool) or field.type.startswith("bool"):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = int if field.name == "batch_syn" else type(field.default)
-            group.add_argument(flag, type=kind, default=None)
-    group = p.add_argument_group("experts and evaluation")
-    group.add_argument("--num-experts", type=int, default=None)
-    group.add_argument("--expert-train-epochs", type=int, default=None)
-    group.add_argument(
-        "--expert-epoch-size",
-        type=_epoch_size,
+    p.add_argument(
+        "--method",
+        choices=("datm", "mtt"),
         default=None,
-        metavar="N|given|data",
-        help="samples per expert trajectory epoch: N, 'given' (default: the training set's "
-        "size before trust diversion) or 'data' (one pass over the set the experts train on)",
+        help="start from this method's defaults (mtt: hard fixed labels, random real init, a "
+        "fixed window, no loss gate); not with --config, whose file sets the method "
+        "(default: datm)",
     )
-    group.add_argument("--eval-epochs", type=int, default=None)
-    group.add_argument("--seeds", type=int, default=None)
-    _add_trust_args(p)
-    p.add_argument("--out", default="runs")
-    p.add_argument("--run-dir", help="resume (or create) the run in exactly this directory")
-    p.add_argument("--experts-dir", default="runs/experts", help="expert trajectory cache")
-    p.add_argument("--no-progress", action="store_true")
+    _add_trust(p, "none, or the --config file's")
+    p.add_argument(
+        "--out", default=None, help="root of run directories and the expert cache (default: runs)"
+    )
+    p.add_argument(
+        "--run-dir",
+        help="run (or resume) in exactly this directory (default: a new one under --out)",
+    )
+    p.add_argument(
+        "--experts-dir", help="the expert trajectory cache (default: experts/ under --out)"
+    )
+    p.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="resume a --run-dir that holds a run of another config (default: refuse)",
+    )
+    _add_progress(p)
 
 
-def _epoch_size(text: str) -> int | str:
-    """``--expert-epoch-size``: a positive sample count, ``given`` or ``data``."""
-    if text in ("given", "data"):
-        return text
-    try:
-        size = int(text)
-    except ValueError:
-        size = 0
-    if size < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a positive count, 'given' or 'data'")
-    return size
+# --- configs from the command line ----------------------------------------------------
+
+
+def _distill_defaults():
+    from jaxdd.distill import DistillConfig
+
+    return DistillConfig()
+
+
+def _baseline_defaults():
+    from jaxdd.baselines import BaselineConfig
+
+    return BaselineConfig()
+
+
+def _with_trust(base, trust: str | None, overrides: Sequence[config_lib.Override]):
+    """``(config, overrides)`` with the trust stage ``--trust`` asks for.
+
+    ``--trust tad|small-loss`` creates the stage (or keeps the config's) and
+    becomes an override of ``trust.mode``, so that a contradicting ``--set``
+    is refused.
+    """
+    if trust is None:
+        return base, list(overrides)
+    if trust == "none":
+        return dataclasses.replace(base, trust=None), list(overrides)
+    from jaxdd.trust.dual import TADConfig
+
+    mode = config_lib.Override("trust.mode", trust, f"--trust {trust}")
+    return dataclasses.replace(base, trust=base.trust or TADConfig()), [mode, *overrides]
 
 
 def _distill_config(args):
+    """The `DistillConfig` of a command line: defaults or --config, then the flags."""
     from jaxdd.distill import DistillConfig
     from jaxdd.methods.datm import DATMConfig, mtt_config
 
     if args.config:
+        if args.method:
+            raise ConfigError(
+                "--method picks a method's defaults when there is no --config; with --config "
+                "the file sets the method (e.g. --config experiments/datm.py:mtt-cifar10-ipc10)"
+            )
         base = _load_config_file(args.config)
+        if not isinstance(base, DistillConfig):
+            raise ConfigError(
+                f"--config {args.config}: get_config returned a {type(base).__name__}, "
+                "not a DistillConfig"
+            )
     else:
-        base = DistillConfig(
-            method=args.method, datm=mtt_config() if args.method == "mtt" else DATMConfig()
-        )
-    given = lambda names: {n: getattr(args, n) for n in names if getattr(args, n) is not None}  # noqa: E731
-    top = given(
-        [
-            "zca",
-            "dataset",
-            "noise",
-            "width",
-            "depth",
-            "max_train",
-            "seed",
-            "noise_seed",
-            "checkpoint_every",
-            "log_every",
-        ]
-    )
-    datm = dataclasses.replace(base.datm, **given(f.name for f in dataclasses.fields(DATMConfig)))
-    experts = dataclasses.replace(
-        base.experts,
-        **{
-            k: v
-            for k, v in [("num_experts", args.num_experts), ("epochs", args.expert_train_epochs)]
-            if v is not None
-        },
-    )
-    if args.expert_epoch_size is not None:
-        size = None if args.expert_epoch_size == "data" else args.expert_epoch_size
-        experts = dataclasses.replace(experts, epoch_size=size)
-    evaluation = dataclasses.replace(
-        base.eval,
-        **{
-            k: v
-            for k, v in [("epochs", args.eval_epochs), ("num_seeds", args.seeds)]
-            if v is not None
-        },
-    )
-    return dataclasses.replace(
-        base,
-        **top,
-        datm=datm,
-        experts=experts,
-        eval=evaluation,
-        trust=_trust_config(args, base.trust),
-    )
+        method = args.method or "datm"
+        base = DistillConfig(method=method, datm=mtt_config() if method == "mtt" else DATMConfig())
+    base, overrides = _with_trust(base, args.trust, args.overrides or [])
+    return config_lib.apply(base, overrides, how=_DISTILL_HOW)
 
 
-def _load_config_file(path: str):
-    import importlib.util
+def _baseline_config(args):
+    """The `BaselineConfig` of a command line: the kind's defaults, then the flags."""
+    from jaxdd.baselines import BaselineConfig
+    from jaxdd.ops.train import TrainConfig
 
-    path, _, name = path.partition(":")
-    spec = importlib.util.spec_from_file_location("jaxdd_user_config", path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"cannot read config file {path!r}: pass a .py file with get_config()")
-    module = importlib.util.module_from_spec(spec)
+    base = BaselineConfig(kind=args.kind or "random")
+    if base.kind == "erm":
+        base = dataclasses.replace(base, train=TrainConfig(epochs=ERM_EPOCHS), eval_every=1)
+    base, overrides = _with_trust(base, args.trust, args.overrides or [])
+    return config_lib.apply(base, overrides, how=_BASELINE_HOW)
+
+
+def _load_config_file(spec: str):
+    """What ``FILE.py[:NAME]`` names: ``get_config(NAME)``, or ``get_config()``, of FILE."""
+    text, _, name = spec.partition(":")
+    path = _find_config_file(text)
+    module_spec = importlib.util.spec_from_file_location("jaxdd_user_config", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"--config {spec}: {path} is not a .py file with get_config()")
+    module = importlib.util.module_from_spec(module_spec)
     try:
-        spec.loader.exec_module(module)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path!r} does not exist") from None
+        module_spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise ConfigError(f"--config {spec}: {path}, line {err.lineno}: {err.msg}") from None
     if not hasattr(module, "get_config"):
-        raise ConfigError(f"config file {path!r} defines no get_config() function")
+        raise ConfigError(f"--config {spec}: {path} defines no get_config() function")
     return module.get_config(name) if name else module.get_config()
 
 
-def cmd_distill(args) -> None:
-    from jaxdd.distill import run_distill
-    from jaxdd.report import mean_std
-
-    config = _distill_config(args)
-    summary, run = run_distill(
-        config,
-        out_root=args.out,
-        run_dir=args.run_dir,
-        experts_dir=args.experts_dir,
-        progress=not args.no_progress,
-    )
-    print(
-        f"{config.method} on {summary['dataset']} ({config.noise}), IPC {config.datm.ipc}: "
-        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds "
-        f"(learned lr {summary['syn_lr']:.4g})"
-    )
-    print(f"run directory: {run.path}")
+def _find_config_file(text: str) -> pathlib.Path:
+    """`text` as a file, from the working directory or else from `PACKAGE_ROOT`."""
+    given = pathlib.Path(text).expanduser()
+    roots = [pathlib.Path.cwd(), PACKAGE_ROOT]
+    for root in roots:
+        if (root / given).is_file():
+            return root / given
+    looked = str(given) if given.is_absolute() else " or ".join(str(r / given) for r in roots)
+    raise ConfigError(f"config file {text!r} does not exist (looked for {looked})")
 
 
-def _train_config(args, kind: str) -> TrainConfig:
-    epochs = args.epochs
-    if epochs is None:
-        epochs = ERM_EPOCHS if kind == "erm" else TrainConfig.epochs
-    if epochs < 1 or args.seeds < 1 or args.lr <= 0 or args.batch_size < 1:
-        raise ConfigError("--epochs, --seeds and --batch-size must be >= 1 and --lr > 0")
-    return TrainConfig(
-        lr=args.lr,
-        epochs=epochs,
-        batch_size=args.batch_size,
-        num_seeds=args.seeds,
-        dsa=not args.no_dsa,
-    )
+def _labeller(aliases: Sequence[Alias]) -> Callable[[str], str]:
+    """Names a path in messages by its flag, where it has one: ``--ipc (datm.ipc)``."""
+    names = {alias.path: alias.name for alias in aliases}
+    return lambda path: f"{names[path]} ({path})" if path in names else path
+
+
+# --- the commands -----------------------------------------------------------------------
 
 
 def cmd_datasets(args) -> None:
@@ -315,50 +411,81 @@ def cmd_datasets(args) -> None:
 
 
 def cmd_baseline(args) -> None:
-    from jaxdd.baselines import BaselineConfig, run_baseline
+    config = _baseline_config(args)
+    if args.show_config:
+        print(config_lib.describe(config))
+        return
+    from jaxdd.baselines import run_baseline, validate_run
     from jaxdd.report import mean_std
 
-    config = BaselineConfig(
-        dataset=args.dataset,
-        noise=args.noise,
-        kind=args.kind,
-        ipc=args.ipc,
-        width=args.width,
-        depth=args.depth,
-        train=_train_config(args, args.kind),
-        eval_every=args.eval_every or (1 if args.kind == "erm" else None),
-        max_train=args.max_train,
-        trust=_trust_config(args),
-        seed=args.seed,
-        noise_seed=args.noise_seed,
-    )
+    validate_run(config, out_root=args.out, label=_labeller(BASELINE_ALIASES))
     summary, run = run_baseline(config, out_root=args.out, progress=not args.no_progress)
     print(
-        f"{args.kind} on {summary['dataset']} ({args.noise}): "
+        f"{config.kind} on {summary['dataset']} ({config.noise}): "
         f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds"
     )
     print(f"run directory: {run.path}")
 
 
+def cmd_distill(args) -> None:
+    if args.run_dir is not None and args.out is not None:
+        raise ConfigError("--out has no effect with --run-dir, which names the run directory")
+    config = _distill_config(args)
+    if args.show_config:
+        print(config_lib.describe(config))
+        return
+    from jaxdd.distill import run_distill, validate_run
+    from jaxdd.report import mean_std
+
+    out = args.out or "runs"
+    experts_dir = args.experts_dir or str(pathlib.Path(out) / "experts")
+    validate_run(
+        config,
+        out_root=out,
+        run_dir=args.run_dir,
+        experts_dir=experts_dir,
+        label=_labeller(DISTILL_ALIASES),
+    )
+    summary, run = run_distill(
+        config,
+        out_root=out,
+        run_dir=args.run_dir,
+        experts_dir=experts_dir,
+        progress=not args.no_progress,
+        allow_config_change=args.allow_config_change,
+    )
+    print(
+        f"{config.method} on {summary['dataset']} ({config.noise}), IPC {config.datm.ipc}: "
+        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds "
+        f"(learned lr {summary['syn_lr']:.4g})"
+    )
+    print(f"run directory: {run.path}")
+
+
 def cmd_demo(args) -> None:
+    from jaxdd import validate
     from jaxdd.demo import run_demo
 
+    validate.check_dir(args.out, f"--out {args.out}")
     run_demo(out_root=args.out, progress=not args.no_progress)
 
 
+_COMMANDS = {
+    "datasets": cmd_datasets,
+    "baseline": cmd_baseline,
+    "distill": cmd_distill,
+    "demo": cmd_demo,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    commands = {
-        "datasets": cmd_datasets,
-        "baseline": cmd_baseline,
-        "distill": cmd_distill,
-        "demo": cmd_demo,
-    }
+    """Runs the command line `argv`; returns the exit status (2: bad input)."""
     try:
-        commands[args.command](args)
+        args = _parser().parse_args(argv)
+        _COMMANDS[args.command](args)
     except JaxddError as err:
-        print(f"jaxdd: error: {err}", file=sys.stderr)
-        return 2
+        print(f"jaxdd: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
     return 0
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,14 +58,16 @@ class DATMConfig:
       expansion_end_epoch: iteration at which the window reaches T⁺.
       lr_img, lr_lr, lr_y: SGD learning rates of images, student lr, labels.
       momentum_img, momentum_lr, momentum_y: their SGD momenta.
-      lr_teacher: initial student lr α (the experts' lr).
+      lr_teacher: initial student lr α, the experts' lr. In a `DistillConfig`
+        it is one setting with `ExpertConfig.lr`.
       min_syn_lr: α is clipped to at least this after every update.
       threshold: skip the update when the matching loss exceeds it (inf: off).
       batch_syn: synthetic images per student step (None: all).
       soft_labels: learn soft labels initialised from expert logits (DATM);
         False keeps fixed one-hot labels (MTT).
       init: ``correct`` (samples_predicted_correctly) or ``real`` (random).
-      dsa: DSA on every student batch.
+      dsa: DSA on every student batch. In a `DistillConfig` it is one setting
+        with the experts' and the evaluation's.
       remat: `jax.checkpoint` every student step, so activation memory no
         longer grows with N (same gradient). None: on for accelerators, where
         the rolled scan without it needs ~35 GiB at N = 80 (benchmarks/);
@@ -92,7 +94,7 @@ class DATMConfig:
     threshold: float = 1.0
     batch_syn: int | None = None
     soft_labels: bool = True
-    init: str = "correct"
+    init: Literal["correct", "real"] = "correct"
     dsa: bool = True
     remat: bool | None = None
 
