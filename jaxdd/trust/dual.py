@@ -32,8 +32,14 @@ from jaxdd.models.convnet import Model
 from jaxdd.ops.train import TrainConfig
 from jaxdd.training import Runner
 from jaxdd.trust.partition import partition, small_loss_selection, threshold_schedule
-from jaxdd.trust.recalibrate import recalibrate
-from jaxdd.trust.referee import look, referee_targets, relative_losses
+from jaxdd.trust.recalibrate import admit_recalls, recalibrate
+from jaxdd.trust.referee import (
+    RefereeView,
+    averaged_view,
+    look,
+    referee_targets,
+    relative_losses,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,10 +75,17 @@ class TADConfig:
         keep the `keep_ratio` smallest-loss samples per class after the warm
         start; no GMM, no recalibration).
       keep_ratio: the small-loss baseline's fixed keep ratio.
-      signal: what the class-wise mixtures are fitted to: ``loss``, the
-        referees' cross-entropy with the given labels (docs/algorithms.md §4.2), or
+      signal: what the class-wise mixtures are fitted to (docs/algorithms.md
+        §4.2): ``loss``, the referees' cross-entropy with the current labels;
         ``relative``, that loss minus the loss of the referees' best class
-        (`referee.relative_losses`).
+        (`referee.relative_losses`), 0 wherever the referees agree with the
+        label; ``averaged``, the cross-entropy averaged over the referees and
+        the last `signal_epochs` epochs of the round's training; ``margin``,
+        the best other class's log-probability minus the label's
+        (`referee.margins`), averaged the same way.
+      signal_epochs: how many end-of-epoch checkpoints of each round's
+        referee training the averaged signals average over (at most the
+        round's epochs).
       recall_margin: recalibration confidence uses the referees' margin
         p(ĉ) − max_{c≠ĉ} p(c) instead of p(ĉ) (`recalibrate.recalibrate`).
       diversion: ``select`` trains only on the trusted space (docs/algorithms.md
@@ -116,7 +129,8 @@ class TADConfig:
     mode: Literal["tad", "small-loss"] = "tad"
     keep_ratio: float = 0.5
     rebalance: bool = True
-    signal: Literal["loss", "relative"] = "relative"
+    signal: Literal["loss", "relative", "averaged", "margin"] = "relative"
+    signal_epochs: int = 3
     recall_margin: bool = True
     diversion: Literal["select", "weight"] = "select"
     init_pool: Literal["trusted", "all"] = "all"
@@ -145,9 +159,11 @@ class TrustSplit(NamedTuple):
       labels: ``[N] int32`` labels to distil with (recalibrated where recalled).
       scores: ``[N] float`` last trust scores.
       losses: ``[N] float`` the last partition's per-sample signal
-        (`TADConfig.signal`: the referees' loss or relative loss) w.r.t.
+        (`TADConfig.signal`) w.r.t. `loss_labels`.
       loss_labels: ``[N] int`` the labels the last partition saw.
       rounds: per-round statistics (`diagnostics`).
+      recalled: ``[N] bool`` trusted samples that are there by recall (None
+        where unknown, e.g. a split read back from disk).
     """
 
     trusted: np.ndarray
@@ -156,6 +172,7 @@ class TrustSplit(NamedTuple):
     losses: np.ndarray
     loss_labels: np.ndarray
     rounds: list[dict]
+    recalled: np.ndarray | None = None
 
 
 def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, round_k=0):
@@ -164,6 +181,10 @@ def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, r
     Every round restarts the step count at 0, so the referees' keys are
     folded with the round: otherwise each round would replay the warm
     start's batch order and augmentations.
+
+    Returns:
+      the states after each of the last `config.signal_epochs` epochs, oldest
+      first (the last one continues the loop).
     """
     targets = referee_targets(labels, trusted, num_classes)
     runner = Runner(model, x, targets, config.referee_train(epochs))
@@ -172,8 +193,8 @@ def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, r
         state = runner.init(keys, jnp.full((config.referees,), config.lr, jnp.float32))
     else:
         state = state._replace(key=jax.vmap(lambda k: jax.random.fold_in(k, round_k))(state.key))
-    # Without a period, `run` yields once: at the end of training.
-    return list(runner.run(state, progress=False))[-1][1]
+    first = max(0, epochs - config.signal_epochs)
+    return [s for epoch, s, _ in runner.run(state, period=1, progress=False) if epoch > first]
 
 
 @functools.lru_cache(maxsize=4)
@@ -241,24 +262,50 @@ def diversion_weights(
     return class_prior_weights(split.labels, base, prior_labels, num_classes)
 
 
-def diagnostics(round_k, tau, trusted, labels, given, clean, recalled) -> dict:
-    """Per-round statistics; those needing the clean labels are None without them."""
-    stats = {
-        "round": round_k,
-        "tau": float(tau),
-        "trusted": int(trusted.sum()),
-        "trusted_fraction": float(trusted.mean()),
-        "recalled": int(recalled.sum()),
+def diagnostics(masks: dict, labels, given, clean) -> dict:
+    """Per-round sizes and, when `clean` is given, label-quality diagnostics.
+
+    Args:
+      masks: ``[N] bool`` sets of the round: ``trusted`` (the trusted space
+        after the round), ``before_recall`` (after partition and revocation,
+        before the new recalls), ``added``, ``revoked``, ``proposed`` and
+        ``admitted`` (recalls).
+      labels: ``[N] int`` labels after the round.
+      given: ``[N] int`` given labels.
+      clean: ``[N] int`` true labels, used for nothing but these statistics, or None.
+    """
+    trusted = masks["trusted"]
+    stats = {name: int(mask.sum()) for name, mask in masks.items()}
+    stats["recalled"] = stats["admitted"]
+    stats["trusted_fraction"] = float(trusted.mean())
+    if clean is None:
+        return stats
+    right = labels == clean
+    before = masks["before_recall"]
+    given_right = np.where(masks["revoked"], given, labels) == clean
+
+    def rate(ok: np.ndarray, mask: np.ndarray) -> float | None:
+        return float(ok[mask].mean()) if mask.any() else None
+
+    rejected = masks["proposed"] & ~masks["admitted"]
+    return stats | {
+        "precision": rate(right, trusted) or 0.0,
+        "clean_recall": float(trusted[given == clean].mean()),
+        "recalibration_accuracy": rate(right, masks["admitted"]),
+        "rejected_recall_accuracy": rate(right, rejected) if rejected.any() else None,
+        "remaining_noise": None if not trusted.any() else 1 - rate(right, trusted),
+        "noise_before_recall": None if not before.any() else 1 - rate(given_right, before),
     }
-    if clean is not None:
-        right = labels == clean
-        stats |= {
-            "precision": float(right[trusted].mean()) if trusted.any() else 0.0,
-            "clean_recall": float(trusted[given == clean].mean()),
-            "recalibration_accuracy": float(right[recalled].mean()) if recalled.any() else None,
-            "remaining_noise": float(1 - right[trusted].mean()) if trusted.any() else None,
-        }
-    return stats
+
+
+def _tau_reach(scores: np.ndarray, config: TADConfig) -> dict:
+    """How much of the data the τ schedule decides: fractions above τ_start and τ_end."""
+    above_start, above_end = scores > config.tau_start, scores > config.tau_end
+    return {
+        "above_tau_start": float(above_start.mean()),
+        "above_tau_end": float(above_end.mean()),
+        "tau_moves": float((above_end & ~above_start).mean()),
+    }
 
 
 def run_tad(
@@ -274,6 +321,12 @@ def run_tad(
 ) -> TrustSplit:
     """Runs the dual loop (or the small-loss baseline) on a noisy training set.
 
+    Round k: train the referees, partition on the current labels, revoke the
+    recalls the new referees no longer support (their labels return to the
+    given ones), propose recalls, admit those that pass `admit_recalls`. The
+    trusted space only grows, except by revocation:
+    trusted_k ⊇ trusted_{k−1} ∖ revoked_k.
+
     Args:
       model: the referee network (`config.width` wide).
       x: ``[N, H, W, C]`` training images in the pipeline's pixel space.
@@ -288,60 +341,95 @@ def run_tad(
       the `TrustSplit`.
     """
     n = len(noisy_labels)
-    labels, trusted = noisy_labels.astype(np.int32), np.ones(n, bool)
+    given = noisy_labels.astype(np.int32)
+    labels, trusted = given.copy(), np.ones(n, bool)
     warmup = config.epochs(config.warmup_steps, n)
-    state = _train(model, x, labels, trusted, num_classes, config, warmup, None, key)
+    states = _train(model, x, labels, trusted, num_classes, config, warmup, None, key)
     if config.mode == "small-loss":
-        return _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round)
-    rounds = []
+        return _small_loss(model, x, labels, num_classes, config, states, clean_labels, on_round)
+    trusted, recalled, rounds = np.zeros(n, bool), np.zeros(n, bool), []
     for k in range(config.rounds):
         if k > 0:
-            state = _train(
-                model,
-                x,
-                labels,
-                trusted,
-                num_classes,
-                config,
-                config.epochs(config.steps_per_round, n),
-                state,
-                key,
-                round_k=k,
+            epochs = config.epochs(config.steps_per_round, n)
+            states = _train(
+                model, x, labels, trusted, num_classes, config, epochs, states[-1], key, k
             )
-        view = look(model, state.params, x, labels)
-        seen = labels
+        views = [look(model, s.params, x, labels) for s in states]
         tau = threshold_schedule(k, config.rounds, config.tau_start, config.tau_end)
-        signal = _signal(view, labels, config.signal)
+        signal = partition_signal(views, labels, config.signal)
         split, scores = _partition_fn(num_classes, config.gmm_iterations, n)(
             signal, jnp.asarray(labels), tau=jnp.float32(tau)
         )
-        kappa = config.kappa_warm if k == 0 else config.kappa
-        recal = _recalibrate_fn(num_classes, kappa, config.shrinkage, config.recall_margin)(
-            view.features, jnp.asarray(labels), split, view.probs
-        )
-        recalled = np.asarray(recal.recalled)
-        labels = np.asarray(recal.new_labels).astype(np.int32)
-        trusted = np.asarray(split) | recalled
-        rounds.append(diagnostics(k, tau, trusted, labels, noisy_labels, clean_labels, recalled))
+        seen, scores = labels, np.asarray(scores)
+        candidates = trusted | np.asarray(split)
+        masks, labels = _round_step(views[-1], labels, given, candidates, recalled, k, config)
+        masks["added"] = masks["trusted"] & ~trusted
+        trusted = masks["trusted"]
+        recalled = (recalled & ~masks["revoked"]) | masks["admitted"]
+        stats = {"round": k, "tau": tau, "partition": int(np.asarray(split).sum())}
+        stats |= diagnostics(masks, labels, given, clean_labels) | _tau_reach(scores, config)
+        rounds.append(stats)
         if on_round is not None:
-            on_round(rounds[-1])
-    return TrustSplit(trusted, labels, np.asarray(scores), np.asarray(signal), seen, rounds)
+            on_round(stats)
+    signal = np.asarray(signal)
+    return TrustSplit(trusted, labels, scores, signal, seen, rounds, recalled)
 
 
-def _signal(view, labels: np.ndarray, kind: str) -> jax.Array:
-    """``[N]`` what the partition's mixtures are fitted to (`TADConfig.signal`)."""
+def _round_step(view, labels, given, candidates, recalled, round_k, config):
+    """Revocation and admitted recall on the trusted space `candidates` of one round.
+
+    Returns:
+      ``(masks, labels)``: the round's ``[N] bool`` sets (`diagnostics`, less
+      ``added``) and the labels after it.
+    """
+    kappa = config.kappa_warm if round_k == 0 else config.kappa
+    num_classes = view.probs.shape[-1]
+    recal = _recalibrate_fn(num_classes, kappa, config.shrinkage, config.recall_margin)(
+        view.features, jnp.asarray(labels), candidates, view.probs
+    )
+    supported, candidate = np.asarray(recal.supported), np.asarray(recal.candidate)
+    revoked = recalled & ~(supported & (candidate == labels))
+    before = candidates & ~revoked
+    labels = np.where(revoked, given, labels).astype(np.int32)
+    proposed, probs = np.asarray(recal.recalled), np.asarray(view.probs)
+    admitted = admit_recalls(proposed, candidate, before, labels, probs, num_classes)
+    masks = {
+        "trusted": before | admitted,
+        "before_recall": before,
+        "revoked": revoked,
+        "proposed": proposed,
+        "admitted": admitted,
+    }
+    return masks, np.where(admitted, candidate, labels).astype(np.int32)
+
+
+def partition_signal(views: list[RefereeView], labels: np.ndarray, kind: str) -> jax.Array:
+    """``[N]`` what the partition's mixtures are fitted to (`TADConfig.signal`).
+
+    Args:
+      views: the referees' views at the last checkpoints of the round, oldest first.
+      labels: ``[N] int`` the labels the views were taken with.
+      kind: ``loss`` and ``relative`` read the last view; ``averaged`` (the
+        loss) and ``margin`` average over every view.
+    """
     if kind == "relative":
-        return relative_losses(view.probs, jnp.asarray(labels))
-    return view.losses
+        return relative_losses(views[-1].probs, jnp.asarray(labels))
+    if kind == "loss":
+        return views[-1].losses
+    losses, gaps = averaged_view(views)
+    return losses if kind == "averaged" else gaps
 
 
-def _small_loss(model, x, labels, num_classes, config, state, clean_labels, on_round):
-    view = look(model, state.params, x, labels)
+def _small_loss(model, x, labels, num_classes, config, states, clean_labels, on_round):
+    view = look(model, states[-1].params, x, labels)
     keep = np.asarray(
         small_loss_selection(view.losses, jnp.asarray(labels), num_classes, config.keep_ratio)
     )
-    stats = diagnostics(0, 0.0, keep, labels, labels, clean_labels, np.zeros_like(keep))
+    none = np.zeros_like(keep)
+    masks = {"trusted": keep, "before_recall": keep, "added": keep}
+    masks |= {"revoked": none, "proposed": none, "admitted": none}
+    stats = {"round": 0, "tau": 0.0} | diagnostics(masks, labels, labels, clean_labels)
     if on_round is not None:
         on_round(stats)
     losses = np.asarray(view.losses)
-    return TrustSplit(keep, labels, -losses, losses, labels, [stats])
+    return TrustSplit(keep, labels, -losses, losses, labels, [stats], none)

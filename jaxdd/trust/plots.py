@@ -26,9 +26,31 @@ def _pyplot():
 
 
 def save_loss_histograms(
-    path: str | pathlib.Path, split: TrustSplit, clean: np.ndarray, class_names
+    path: str | pathlib.Path,
+    split: TrustSplit,
+    clean: np.ndarray,
+    class_names,
+    *,
+    signal: str = "partition signal",
+    iterations: int = 50,
 ) -> pathlib.Path:
-    """Per-class histograms of normalised losses (clean vs mislabelled) with the fitted GMM."""
+    """Per-class histograms of the last partition's signal with its fitted mixture densities.
+
+    The signal (`TrustSplit.losses`, whichever `TADConfig.signal` made it) is
+    normalised per class of the labels the partition saw, as the partition
+    does, and the 2-component mixture is refitted with the same EM
+    (`iterations` steps), so the curves are those the trust scores came from.
+    Bars split the class's members into clean and mislabelled (`clean`, for
+    the picture only).
+
+    Args:
+      path: the PNG to write.
+      split: the `TrustSplit`.
+      clean: ``[N]`` true labels.
+      class_names: C names.
+      signal: the signal's name, for the title.
+      iterations: EM steps (`TADConfig.gmm_iterations`).
+    """
     plt = _pyplot()
     c = len(class_names)
     labels = split.loss_labels
@@ -52,13 +74,14 @@ def save_loss_histograms(
             color=["tab:blue", "tab:red"],
             label=["clean", "mislabelled"],
         )
-        g = fit_gmm(jnp.asarray(norm[mine])[None], jnp.ones((1, int(mine.sum())), bool))
+        values = jnp.asarray(norm[mine])[None]
+        g = fit_gmm(values, jnp.ones((1, int(mine.sum())), bool), iterations=iterations)
         for j in range(2):
             w, m, v = (float(a[0, j]) for a in (g.weights, g.means, g.variances))
             ax.plot(grid, w * np.exp(-((grid - m) ** 2) / (2 * v)) / np.sqrt(2 * np.pi * v), "k")
         ax.set_title(str(class_names[k])[:14], fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("per-class normalised partition signal (referee loss), fitted 2-component mixture")
+    fig.suptitle(f"per-class normalised {signal}, fitted 2-component mixture densities")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -20,7 +20,9 @@ jaxdd's design:
   the shared covariance and equal priors; in hundreds of dimensions the
   distances differ by a lot and it saturates at 1 for almost every sample,
   so the minimum with the referee's term keeps a sample out unless the
-  referee is confident too.
+  referee is confident too;
+* a proposed recall is admitted only where it does not lower the referees'
+  own estimate of the trusted space's label precision (`admit_recalls`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
+import numpy as np
 from jax.typing import ArrayLike
 
 _NORM_EPS = 1e-12
@@ -44,12 +47,16 @@ class Recalibration(NamedTuple):
       confidence: ``[N]`` float, the confidence of `candidate` (every sample).
       candidate: ``[N] int32`` argmin of the Mahalanobis distance over present
         classes (every sample).
+      supported: ``[N] bool`` the recall criteria hold for `candidate`
+        (agreement and confidence > κ), trusted or not: a recalled sample
+        that is no longer supported can be revoked (`jaxdd.trust.dual`).
     """
 
     new_labels: jax.Array
     recalled: jax.Array
     confidence: jax.Array
     candidate: jax.Array
+    supported: jax.Array
 
 
 def class_anchors(
@@ -192,6 +199,65 @@ def recalibrate(
         referee = referee - runner_up
     confidence = jnp.minimum(jax.nn.softmax(logits, axis=1)[rows, candidate], referee)
     agree = (jnp.argmax(similarity, axis=1) == candidate) & (jnp.argmax(probs, axis=1) == candidate)
-    recalled = ~trusted & agree & (confidence > kappa) & present[candidate]
+    supported = agree & (confidence > kappa) & present[candidate]
+    recalled = ~trusted & supported
     new_labels = jnp.where(recalled, candidate, labels.astype(jnp.int32))
-    return Recalibration(new_labels, recalled, confidence, candidate)
+    return Recalibration(new_labels, recalled, confidence, candidate, supported)
+
+
+def _largest_prefix(estimates: np.ndarray, floor: float) -> np.ndarray:
+    """``[n] bool``: the largest top-scored subset of `estimates` whose mean is ≥ `floor`.
+
+    Sorted in decreasing order, the prefix means decrease, so the subset is
+    the longest prefix whose mean still reaches the floor (ties: lower index).
+    """
+    order = np.argsort(-estimates, kind="stable")
+    means = np.cumsum(estimates[order]) / np.arange(1, len(order) + 1)
+    keep = np.zeros(len(estimates), bool)
+    keep[order[: int(np.sum(means >= floor))]] = True
+    return keep
+
+
+def admit_recalls(
+    recalled: np.ndarray,
+    candidate: np.ndarray,
+    trusted: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    num_classes: int,
+) -> np.ndarray:
+    """The recalls that do not make the trusted space noisier by the referees' own estimate.
+
+    A group's label precision is estimated, without clean labels, by the
+    referees' mean probability of its labels. The trusted members were
+    trained on with their labels, so their estimate is inflated, and the
+    comparison leans against recall. Per class c, the recalls into c with
+    the highest estimate p̄(c) are admitted as long as their mean estimate
+    reaches that of the trusted members of c; then, over the admitted of all
+    classes, the same rule against the whole trusted space. A union's
+    precision is the weighted mean of its parts', so neither a class nor the
+    trusted space gets noisier by the estimate.
+
+    Args:
+      recalled: ``[N] bool`` proposed recalls (`recalibrate`).
+      candidate: ``[N] int`` their proposed labels.
+      trusted: ``[N] bool`` the trusted space they would join.
+      labels: ``[N] int`` its current labels.
+      probs: ``[N, C]`` the referees' mean softmax.
+      num_classes: C.
+
+    Returns:
+      ``[N] bool`` the admitted recalls (a subset of `recalled`).
+    """
+    rows = np.arange(len(labels))
+    own = probs[rows, labels]
+    estimate = probs[rows, candidate]
+    admitted = np.zeros(len(labels), bool)
+    for c in range(num_classes):
+        members, joining = trusted & (labels == c), np.flatnonzero(recalled & (candidate == c))
+        if members.any() and joining.size:
+            admitted[joining] = _largest_prefix(estimate[joining], own[members].mean())
+    joining = np.flatnonzero(admitted)
+    if joining.size and trusted.any():
+        admitted[joining] = _largest_prefix(estimate[joining], own[trusted].mean())
+    return admitted

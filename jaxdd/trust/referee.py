@@ -25,6 +25,8 @@ class RefereeView(NamedTuple):
 
     Attributes:
       losses: ``[N]`` cross-entropy w.r.t. the given labels, mean over referees.
+      margins: ``[N]`` max_{c≠ỹ} log p_c − log p_ỹ of each referee, mean over
+        referees (`margins`).
       probs: ``[N, C]`` softmax outputs, mean over referees.
       features: ``[N, D]`` penultimate features φ of the first referee
         (features of different networks live in different spaces, so they
@@ -32,6 +34,7 @@ class RefereeView(NamedTuple):
     """
 
     losses: jax.Array
+    margins: jax.Array
     probs: jax.Array
     features: jax.Array
 
@@ -53,6 +56,37 @@ def relative_losses(probs: jax.Array, labels: jax.Array) -> jax.Array:
     logp = jnp.log(jnp.maximum(probs, 1e-12))
     given = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
     return jnp.max(logp, axis=-1) - given
+
+
+def margins(logp: jax.Array, labels: jax.Array) -> jax.Array:
+    """``[..., N]`` max_{c≠ỹ} log p_c − log p_ỹ: how far the label trails the best other class.
+
+    Negative where the given label wins, positive where another class beats
+    it. Unlike `relative_losses` (its positive part, on the mean softmax) it
+    keeps ranking the samples the referees agree with: a confident clean
+    sample is far below 0, a doubtful one close to it.
+
+    Args:
+      logp: ``[..., N, C]`` log-softmax outputs.
+      labels: ``[N] int`` given labels.
+    """
+    onehot = jax.nn.one_hot(labels, logp.shape[-1], dtype=bool)
+    given = jnp.sum(jnp.where(onehot, logp, 0.0), axis=-1)
+    other = jnp.max(jnp.where(onehot, -jnp.inf, logp), axis=-1)
+    return other - given
+
+
+def averaged_view(views: list[RefereeView]) -> tuple[jax.Array, jax.Array]:
+    """``([N], [N])`` the loss and margin averaged over the checkpoints `views` (each over R).
+
+    The small-loss literature's averaged loss: a sample's cross-entropy
+    varies from step to step of training, and its mean over several
+    checkpoints (and networks) ranks samples more stably than one snapshot.
+    """
+    return (
+        jnp.mean(jnp.stack([v.losses for v in views]), axis=0),
+        jnp.mean(jnp.stack([v.margins for v in views]), axis=0),
+    )
 
 
 def referee_targets(labels: np.ndarray, trusted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -85,6 +119,7 @@ def _look_jit(model: Model):
         logp = jax.nn.log_softmax(logits)
         losses = -jnp.take_along_axis(logp, labels[None, :, None], axis=-1)[..., 0]
         first = jax.tree.map(lambda leaf: leaf[0], params)
-        return losses.mean(0), jnp.exp(logp).mean(0), model.features(first, x)
+        gaps = margins(logp, labels).mean(0)
+        return losses.mean(0), gaps, jnp.exp(logp).mean(0), model.features(first, x)
 
     return jax.jit(view)

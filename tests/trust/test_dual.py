@@ -1,9 +1,20 @@
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxdd import report
+from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.prepare import prepare
-from jaxdd.trust.dual import TADConfig, TrustSplit, class_prior_weights, diversion_weights
+from jaxdd.trust.dual import (
+    TADConfig,
+    TrustSplit,
+    _round_step,
+    class_prior_weights,
+    diversion_weights,
+    run_tad,
+)
+from jaxdd.trust.referee import RefereeView
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +40,18 @@ def test_tad_on_noisy_digits_meets_the_trust_targets(tad_digits):
     assert np.mean(data.labels == data.clean) == pytest.approx(final["precision"])
     # the trusted space grows over the rounds as tau relaxes
     assert rounds[0]["trusted"] <= rounds[-1]["trusted"]
+
+
+def test_the_trusted_space_only_grows_except_by_revocation(tad_digits):
+    # added = T_k \ T_{k-1} and revoked ⊆ T_{k-1} \ T_k, so the sizes add up
+    # exactly when T_{k-1} \ T_k is the revoked set: T_k ⊇ T_{k-1} \ revoked_k
+    rounds = tad_digits[0].split.rounds
+    previous = 0
+    for stats in rounds:
+        assert stats["trusted"] == previous + stats["added"] - stats["revoked"]
+        assert stats["trusted"] == stats["before_recall"] + stats["admitted"]
+        previous = stats["trusted"]
+    assert rounds[0]["revoked"] == 0
 
 
 def test_tad_writes_diagnostics_plots_and_the_split(tad_digits):
@@ -111,3 +134,51 @@ def test_weight_diversion_trains_on_all_data_but_initialises_from_the_trusted_sp
     assert len(data.labels) > data.trusted.sum() >= 0.45 * len(data.labels)
     assert set(data.init_pool) == set(np.flatnonzero(data.trusted))
     assert np.all(data.weights[~data.trusted] < data.weights[data.trusted].min())
+
+
+def _view(features, probs):
+    n = len(probs)
+    return RefereeView(jnp.zeros(n), jnp.zeros(n), jnp.asarray(probs), jnp.asarray(features))
+
+
+def _three_clusters(seed=0):
+    rng = np.random.default_rng(seed)
+    clean = np.repeat(np.arange(3), 40)
+    features = (8.0 * np.eye(3)[clean] + rng.normal(size=(120, 3))).astype(np.float32)
+    probs = (0.02 + 0.94 * np.eye(3)[clean]).astype(np.float32)
+    return features, clean, probs
+
+
+def test_a_recall_the_new_referees_no_longer_support_is_revoked():
+    features, clean, probs = _three_clusters()
+    given = clean.copy()
+    given[0] = 2  # sample 0 (a class-0 sample) was given label 2 ...
+    labels = clean.copy()
+    labels[0] = 1  # ... and recalled, wrongly, to class 1 in an earlier round
+    trusted = np.ones(120, bool)
+    recalled = np.zeros(120, bool)
+    recalled[[0, 1]] = True  # sample 1 was recalled to its true class 0
+    masks, new_labels = _round_step(
+        _view(features, probs), labels, given, trusted, recalled, 1, TADConfig()
+    )
+    np.testing.assert_array_equal(np.flatnonzero(masks["revoked"]), [0])
+    assert not masks["trusted"][0] and masks["trusted"][1:].all()
+    assert new_labels[0] == 2 and new_labels[1] == 0  # back to the given label
+
+
+def test_the_split_does_not_depend_on_the_clean_labels(digits):
+    x, y = digits[0][:300], digits[1][:300]
+    noisy = np.where(np.arange(300) % 3 == 0, (y + 1) % 10, y).astype(np.int32)
+    model = make_convnet(ConvNetSpec(10, x.shape[1:], width=8, depth=1))
+    config = TADConfig(rounds=2, warmup_steps=8, steps_per_round=4, batch_size=64)
+    rng = np.random.default_rng(1)
+    runs = [
+        run_tad(model, jnp.asarray(x), noisy, 10, config, key=jax.random.key(0), clean_labels=c)
+        for c in (y, rng.integers(0, 10, 300))
+    ]
+    for name in ("trusted", "labels", "scores", "losses", "loss_labels", "recalled"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+    sizes = ("trusted", "added", "revoked", "proposed", "admitted")
+    assert [[r[k] for k in sizes] for r in runs[0].rounds] == [
+        [r[k] for k in sizes] for r in runs[1].rounds
+    ]

@@ -4,6 +4,7 @@ import jax
 import numpy as np
 
 from jaxdd.trust.recalibrate import (
+    admit_recalls,
     class_anchors,
     cosine,
     mahalanobis,
@@ -166,3 +167,49 @@ def test_margin_confidence_keeps_out_samples_torn_between_two_classes():
     assert plain[torn & ~trusted].mean() > 0.9
     assert not margin[torn].any()
     np.testing.assert_array_equal(margin[~torn], plain[~torn])
+
+
+def _trusted_and_recalls(recall_confidence):
+    """Two classes of 50 trusted members each (referee probability 0.9 on their label)
+    and 20 recalls into class 0 with the given referee probabilities."""
+    trusted = np.r_[np.ones(100, bool), np.zeros(20, bool)]
+    labels = np.r_[np.zeros(50, int), np.ones(70, int)]  # the recalls' given label is 1
+    own = np.r_[np.full(100, 0.9), recall_confidence]
+    probs = np.stack([np.where(labels == 0, own, 1 - own), np.where(labels == 0, 1 - own, own)], 1)
+    probs[100:] = np.stack([recall_confidence, 1 - recall_confidence], 1)
+    candidate = np.r_[labels[:100], np.zeros(20, int)]
+    recalled = ~trusted
+    return recalled, candidate, trusted, labels, probs
+
+
+def test_recalls_less_credible_than_the_trusted_space_are_rejected():
+    recalled, candidate, trusted, labels, probs = _trusted_and_recalls(np.full(20, 0.7))
+    assert not admit_recalls(recalled, candidate, trusted, labels, probs, 2).any()
+
+
+def test_recalls_as_credible_as_the_trusted_space_are_admitted():
+    recalled, candidate, trusted, labels, probs = _trusted_and_recalls(np.full(20, 0.95))
+    np.testing.assert_array_equal(
+        admit_recalls(recalled, candidate, trusted, labels, probs, 2), recalled
+    )
+
+
+def test_a_mixed_batch_admits_its_most_credible_part_and_keeps_the_estimate():
+    confidence = np.r_[np.full(10, 0.99), np.full(10, 0.5)]
+    recalled, candidate, trusted, labels, probs = _trusted_and_recalls(confidence)
+    admitted = admit_recalls(recalled, candidate, trusted, labels, probs, 2)
+    # (9.9 + 0.5 k) / (10 + k) >= 0.9 up to k = 2
+    assert admitted[100:110].all() and admitted[110:].sum() == 2
+    rows = np.arange(120)
+    joined = trusted | admitted
+    new_labels = np.where(admitted, candidate, labels)
+    assert probs[rows, new_labels][joined].mean() >= probs[rows, labels][trusted].mean()
+    assert not admitted[trusted].any()
+
+
+def test_supported_flags_the_recall_criteria_on_trusted_samples_too():
+    features, clean, given, trusted, probs = _clusters()
+    out = RECALIBRATE(features, given, trusted, probs, num_classes=NUM_CLASSES, kappa=0.9)
+    supported, recalled = np.asarray(out.supported), np.asarray(out.recalled)
+    np.testing.assert_array_equal(recalled, supported & ~trusted)
+    assert supported[trusted].mean() > 0.7
