@@ -8,8 +8,15 @@ import pytest
 from jaxdd import evaluate
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.ops import loops
-from jaxdd.ops.losses import one_hot
-from jaxdd.ops.train import TrainConfig, accuracy, batch_indices, lr_factor
+from jaxdd.ops.losses import LOSSES, one_hot
+from jaxdd.ops.train import (
+    TrainConfig,
+    accuracy,
+    batch_indices,
+    batch_mask,
+    lr_factor,
+    steps_per_epoch,
+)
 
 MODEL = make_convnet(ConvNetSpec(10, (8, 8, 1), width=8, depth=2))
 FAST = TrainConfig(epochs=6, batch_size=128, lr=0.05, num_seeds=2, dsa=False, eval_batch=250)
@@ -73,9 +80,11 @@ def test_one_and_four_devices_give_the_same_accuracies(digits):
     # Split, not replicated: each device holds one of the four runs.
     assert {s.data.shape[0] for s in leaf.addressable_shards} == {1}
     assert len(leaf.sharding.device_set) == 4
-    np.testing.assert_allclose(one.accuracies, four.accuracies, atol=1e-6)
+    # One device runs the four runs' convolutions as one grouped convolution,
+    # four devices as four plain ones: equal up to float summation order.
+    np.testing.assert_allclose(one.accuracies, four.accuracies, atol=2 / len(digits[3]))
     for u, v in zip(jax.tree.leaves(p1), jax.tree.leaves(p4), strict=True):
-        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(u, v, rtol=1e-4, atol=5e-5)
 
 
 @pytest.mark.parametrize("chunk", [3, 5])
@@ -104,6 +113,26 @@ def test_batches_of_an_epoch_are_a_permutation():
     assert sorted(np.asarray(epoch).tolist()) == list(range(100))
     next_epoch = jnp.concatenate([batch_indices(key, s, 100, 25) for s in range(4, 8)])
     assert not np.array_equal(epoch, next_epoch)
+
+
+def test_a_kept_partial_batch_covers_the_remainder_once_and_is_masked():
+    key = jax.random.key(4)
+    config = TrainConfig(batch_size=32)
+    assert steps_per_epoch(config, 70) == 3  # 32 + 32 + 6, as PyTorch's DataLoader
+    assert steps_per_epoch(dataclasses.replace(config, drop_last=True), 70) == 2
+    batches = np.stack([batch_indices(key, s, 70, 32, drop_last=False) for s in range(3)])
+    real = batches[batches >= 0]
+    assert sorted(real.tolist()) == list(range(70))
+    np.testing.assert_array_equal(batches[2, 6:], -1)
+    np.testing.assert_array_equal(batch_mask(jnp.asarray(batches[2])), [1.0] * 6 + [0.0] * 26)
+    # The masked loss of the padded batch is the loss of its real rows alone.
+    logits = jax.random.normal(jax.random.key(5), (32, 10))
+    targets = one_hot(jnp.arange(32) % 10, 10)
+    mask = batch_mask(jnp.asarray(batches[2]))
+    for name, loss in LOSSES.items():
+        np.testing.assert_allclose(
+            loss(logits, targets, mask), loss(logits[:6], targets[:6]), rtol=1e-6, err_msg=name
+        )
 
 
 def test_accuracy_matches_naive_count_with_padding(digits):
