@@ -20,10 +20,13 @@ import datetime
 import json
 import math
 import pathlib
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from jaxdd.locking import atomic_write_text
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -67,6 +70,16 @@ def _dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(_jsonable(value), allow_nan=False, **kwargs)
 
 
+def _changes(old: Any, new: Any, path: str) -> dict[str, tuple[Any, Any]]:
+    """``{dotted.path: (old, new)}`` for every leaf where two parsed JSON values differ."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return {} if old == new else {path: (old, new)}
+    changes = {}
+    for key in [*old, *(k for k in new if k not in old)]:
+        changes |= _changes(old.get(key), new.get(key), f"{path}.{key}" if path else key)
+    return changes
+
+
 class RunDir:
     """A fresh directory holding one run's config, metrics, summary and pictures."""
 
@@ -89,10 +102,22 @@ class RunDir:
         return run
 
     def write_json(self, name: str, value: Any) -> pathlib.Path:
-        """Writes `value` (dataclasses, arrays and paths allowed) as strict JSON to `name`."""
+        """Writes `value` (dataclasses, arrays and paths allowed) as strict JSON to `name`.
+
+        The file is replaced in one step: a reader never sees half of it.
+        """
         out = self.path / name
-        out.write_text(_dumps(value, indent=2) + "\n")
+        atomic_write_text(out, _dumps(value, indent=2) + "\n")
         return out
+
+    def json_changes(self, name: str, value: Any) -> dict[str, tuple[Any, Any]]:
+        """Where `value` differs from the JSON file `name`: ``{dotted.path: (old, new)}``.
+
+        Both sides are compared as `write_json` would write them; a key one
+        side lacks counts as None there.
+        """
+        old = json.loads((self.path / name).read_text())
+        return _changes(old, json.loads(_dumps(value)), "")
 
     def read_json(self, name: str) -> Any:
         """What `write_json` wrote to `name`, non-finite floats included."""
@@ -109,6 +134,32 @@ class RunDir:
         """Appends one event to ``metrics.jsonl`` as one line of strict JSON."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(_dumps(event) + "\n")
+
+    def keep_events(self, keep: Callable[[dict], bool]) -> None:
+        """Drops from ``metrics.jsonl`` every event `keep` rejects (e.g. to resume a run).
+
+        The kept lines stay as they were, in their order; the file is
+        replaced in one step, and only if an event is dropped.
+        """
+        path = self.path / "metrics.jsonl"
+        if not path.exists():
+            return
+        lines = [line for line in path.read_text().splitlines() if line]
+        kept = [line for line in lines if keep(_restored(json.loads(line)))]
+        if len(kept) < len(lines):
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    def discard_if_only(self, names: Collection[str]) -> bool:
+        """Deletes the directory if it holds nothing but files in `names` and empty folders.
+
+        Returns:
+          Whether it was deleted.
+        """
+        entries = list(self.path.iterdir())
+        if any(p.name not in names if p.is_file() else any(p.iterdir()) for p in entries):
+            return False
+        shutil.rmtree(self.path)
+        return True
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:
