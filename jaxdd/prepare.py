@@ -13,6 +13,9 @@ design) and for counting expert epochs in the given set's SGD steps.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import zipfile
 
 import jax
 import numpy as np
@@ -22,6 +25,7 @@ from jaxdd.data import noise as noise_lib
 from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
 from jaxdd.data.registry import load_dataset
+from jaxdd.errors import ConfigError
 from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
 from jaxdd.ops.losses import one_hot
 from jaxdd.trust.dual import TADConfig, TrustSplit, diversion_weights, run_tad
@@ -137,11 +141,14 @@ def prepare(
     trust: TADConfig | None = None,
     seed: int = 0,
     run: report.RunDir | None = None,
+    saved_split: str | os.PathLike | None = None,
 ) -> Prepared:
     """Loads, corrupts, caps and (optionally) diverts the training data.
 
     The pixel space (and ZCA) is fitted on the images of all kept samples:
-    images are not noisy, only labels are.
+    images are not noisy, only labels are. With `saved_split`, a
+    ``trust_split.npz`` that `save_split` wrote (e.g. an earlier session of
+    the same run), the trust split is read from it instead of computed.
     """
     ds = load_dataset(dataset)
     noisy = noise_lib.make_noisy(ds, noise, seed=noise_seed)
@@ -155,21 +162,10 @@ def prepare(
     prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space)
     if trust is None:
         return prepared
-    referee = prepared.model(trust.width)
-    split = run_tad(
-        referee,
-        jax.numpy.asarray(x),
-        prepared.labels,
-        ds.num_classes,
-        trust,
-        key=rng.stream(seed, "trust"),
-        clean_labels=prepared.clean,
-        on_round=lambda stats: _report_round(stats, log),
-    )
-    if run is not None:
-        save_split(run.path / "trust_split.npz", split, prepared)
-        save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
-        save_round_curves(run.path / "trust_rounds.png", split.rounds)
+    if saved_split is None:
+        split = _trust_split(prepared, trust, seed, run, log)
+    else:
+        split = load_split(saved_split, prepared)
     weights = diversion_weights(split, prepared.labels, ds.num_classes, trust)
     keep = weights > 0
     return dataclasses.replace(
@@ -184,12 +180,34 @@ def prepare(
     )
 
 
+def _trust_split(prepared: Prepared, trust: TADConfig, seed: int, run, log) -> TrustSplit:
+    """Runs TAD (or the small-loss selection) on `prepared`; saves it and its plots in `run`."""
+    ds = prepared.ds
+    split = run_tad(
+        prepared.model(trust.width),
+        jax.numpy.asarray(prepared.x),
+        prepared.labels,
+        ds.num_classes,
+        trust,
+        key=rng.stream(seed, "trust"),
+        clean_labels=prepared.clean,
+        on_round=lambda stats: _report_round(stats, log),
+    )
+    if run is not None:
+        save_split(run.path / "trust_split.npz", split, prepared)
+        save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
+        save_round_curves(run.path / "trust_rounds.png", split.rounds)
+    return split
+
+
 def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
     """Writes the trust split over the pre-diversion samples to `path` (``.npz``).
 
     Arrays, all ``[n]``: ``index`` (into the dataset's training set),
     ``given`` (the noisy labels), ``clean``, ``trusted``, ``labels``
-    (recalibrated), ``scores`` and ``signal`` (the last partition's input).
+    (recalibrated), ``scores``, ``signal`` (the last partition's input) and
+    ``loss_labels`` (the labels it saw); and ``rounds``, the per-round
+    statistics as one JSON string. `load_split` reads it back.
     """
     np.savez_compressed(
         path,
@@ -200,7 +218,47 @@ def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
         labels=split.labels,
         scores=split.scores,
         signal=split.losses,
+        loss_labels=split.loss_labels,
+        rounds=np.asarray(json.dumps(split.rounds)),
     )
+
+
+def load_split(path, prepared: Prepared) -> TrustSplit:
+    """The trust split `save_split` wrote to `path`, checked to belong to `prepared`.
+
+    Args:
+      path: the ``.npz`` file.
+      prepared: the data before diversion the split must have been made of
+        (same samples, same given labels).
+
+    Raises:
+      ConfigError: the file is unreadable or incomplete, or was made from other data.
+    """
+    try:
+        with open(path, "rb") as f, np.load(f, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+        split = TrustSplit(
+            arrays["trusted"],
+            arrays["labels"],
+            arrays["scores"],
+            arrays["signal"],
+            arrays["loss_labels"],
+            json.loads(str(arrays["rounds"])),
+        )
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ConfigError(
+            f"cannot read the trust split {path} ({type(err).__name__}: {err}); delete it to "
+            "compute the split again"
+        ) from err
+    if not (
+        np.array_equal(arrays["index"], prepared.idx)
+        and np.array_equal(arrays["given"], prepared.labels)
+    ):
+        raise ConfigError(
+            f"the trust split {path} was made from other samples or labels than this run's; "
+            "delete it to compute the split again"
+        )
+    return split
 
 
 def _report_round(stats: dict, log) -> None:
@@ -214,7 +272,9 @@ def _report_round(stats: dict, log) -> None:
     log(event="trust", **stats)
 
 
-def prepare_for(config, run: report.RunDir | None = None) -> Prepared:
+def prepare_for(
+    config, run: report.RunDir | None = None, saved_split: str | os.PathLike | None = None
+) -> Prepared:
     """`prepare` with the data fields of a run config (baseline or distillation)."""
     return prepare(
         config.dataset,
@@ -225,4 +285,5 @@ def prepare_for(config, run: report.RunDir | None = None) -> Prepared:
         trust=config.trust,
         seed=config.seed,
         run=run,
+        saved_split=saved_split,
     )
