@@ -96,7 +96,8 @@ def train_experts(
         (``max_to_keep=None``); if given, the state at init and after each
         epoch is saved there (its params ARE the snapshots) and an
         interrupted run resumes from the latest saved epoch, giving the same
-        trajectory.
+        trajectory (a damaged latest epoch is skipped with an
+        `UnreadableStepWarning` and trained again).
       preprocess, devices, vectorize, progress: as in `jaxdd.training.Runner`.
 
     Returns:
@@ -121,7 +122,9 @@ def train_experts(
     else:
         snapshots = []
     snapshots.append(_to_host(state.params))
-    for epoch, trained, _ in runner.run(state, period=1, start_epoch=start, progress=progress):
+    for epoch, trained, _ in runner.run(
+        state, period=1, start_epoch=start, progress=progress, label="experts"
+    ):
         snapshots.append(_to_host(trained.params))
         if checkpointer is not None:
             checkpointer.save(epoch, trained, force=True)
@@ -129,12 +132,12 @@ def train_experts(
 
 
 def _resume(checkpointer, state):
-    """``(epoch, state)`` to start from: the latest checkpoint, or a saved init."""
-    latest = checkpointer.latest_step()
-    if latest is None:
+    """``(epoch, state)`` to start from: the newest intact checkpoint, or a saved init."""
+    epoch, state = checkpointer.restore_latest(state)
+    if epoch is None:
         checkpointer.save(0, state, force=True)
         return 0, state
-    return latest, checkpointer.restore(state, step=latest)
+    return epoch, state
 
 
 def snapshot(trajectories: Params, expert: jax.Array, epoch: jax.Array) -> Params:
