@@ -121,7 +121,7 @@ def run_baseline(
     Returns:
       the summary dict (also written to ``summary.json``) and the run directory.
     """
-    run = report.RunDir(out_root, f"baseline-{config.kind}-{config.dataset.replace(':', '_')}")
+    run = report.RunDir(out_root, f"baseline-{config.kind}-{report.slug(config.dataset)}")
     run.write_json("config.json", config)
     data = prepare_for(config, run)
     ds = data.ds

@@ -1,9 +1,11 @@
 """The `jaxdd distill` driver: noisy data → experts → DATM/MTT → evaluation → report.
 
 All I/O of a distillation run lives here; the kernels it calls are pure.
-Expert trajectories are cached by what determines them (data, noise, model,
-expert protocol, seed) and reused; the distillation state is checkpointed
-every `checkpoint_every` iterations and a run resumes from its directory.
+Expert trajectories are cached by what determines them (the content of the
+data they train on, model, expert protocol, seed) and reused; the
+distillation state is checkpointed every `checkpoint_every` iterations (and
+on SIGTERM or Ctrl-C) and a run resumes from its directory. A run directory
+and an expert cache are locked while in use (`jaxdd.locking`).
 """
 
 from __future__ import annotations
@@ -12,21 +14,25 @@ import dataclasses
 import hashlib
 import json
 import pathlib
-from typing import Literal
+import signal
+import sys
+import threading
+from typing import Any, ClassVar, Literal, NoReturn
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdd import evaluate, parallel, report, rng
+from jaxdd import evaluate, parallel, report, rng, validate
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.errors import ConfigError
+from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
+from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
 from jaxdd.methods import datm
 from jaxdd.methods.datm_init import initialise
 from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import prepare_for
+from jaxdd.prepare import Prepared, prepare_for
 from jaxdd.trust.dual import TADConfig
 
 
@@ -34,8 +40,15 @@ from jaxdd.trust.dual import TADConfig
 class DistillConfig:
     """One distillation run (see `experiments/` for the published settings).
 
+    The experts' lr is the student's initial lr, and DSA is one choice for
+    the experts, the student and the evaluation: `LINKED` names these paths,
+    which must agree (`_check`); on the command line, setting one sets all.
+
     Attributes:
-      dataset, noise, noise_seed: the data and its label noise.
+      dataset: registry name (`jaxdd datasets` lists them).
+      noise: label-noise spec, e.g. ``symmetric:0.4`` or ``asymmetric:0.4:1=7,7=1``
+        (`jaxdd.data.noise.parse_noise`).
+      noise_seed: seeds the label noise.
       method: ``datm`` or ``mtt`` (recorded; `datm` holds the settings).
       datm: the trajectory-matching hyper-parameters.
       experts: the expert protocol.
@@ -49,6 +62,11 @@ class DistillConfig:
       log_every: iterations between metric lines.
       seed: seeds experts, init and distillation.
     """
+
+    LINKED: ClassVar[tuple[tuple[str, ...], ...]] = (
+        ("datm.dsa", "experts.dsa", "eval.dsa"),
+        ("datm.lr_teacher", "experts.lr"),
+    )
 
     dataset: str = "digits"
     noise: str = "symmetric:0.4"
@@ -66,21 +84,83 @@ class DistillConfig:
     log_every: int = 10
     seed: int = 0
 
+    def unused(self) -> dict[str, str]:
+        """The settings this run ignores as configured: dotted path -> why."""
+        d = self.datm
+        unused = {"eval.lr": "distilled sets are evaluated with the learned student lr"}
+        if not d.soft_labels:
+            why = "the labels stay one-hot (datm.soft_labels=false)"
+            unused |= {"datm.lr_y": why, "datm.momentum_y": why}
+        if not d.sequential_generation:
+            why = "the window is fixed (datm.sequential_generation=false)"
+            unused |= {"datm.current_max_start_epoch": why, "datm.expansion_end_epoch": why}
+        if d.init != "correct":
+            unused["trust.init_pool"] = "only datm.init=correct draws from every given label"
+        return unused | validate.trust_unused(self.trust) | validate.train_unused(self.eval, "eval")
 
-def _check(config: DistillConfig) -> None:
+
+def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:
+    """Refuses a config that cannot run: types, ranges, the window, `LINKED` values.
+
+    `label` names a path in messages (the CLI gives its flags).
+    """
+    validate.check_tree(config, label=label)
     d = config.datm
     needed = d.max_start_epoch - 1 + d.expert_epochs
     if needed > config.experts.epochs:
         raise ConfigError(
             f"the window needs expert snapshots up to epoch {needed} but experts train "
-            f"{config.experts.epochs} epochs: raise --expert-train-epochs or lower "
-            "--max-start-epoch"
+            f"{config.experts.epochs} epochs: raise {label('experts.epochs')} or lower "
+            f"{label('datm.max_start_epoch')}"
         )
-    if not 0 <= d.min_start_epoch < min(d.current_max_start_epoch, d.max_start_epoch):
-        raise ConfigError("need 0 <= min_start_epoch < current_max_start_epoch <= max_start_epoch")
+    upper = min(d.current_max_start_epoch, d.max_start_epoch)
+    if d.sequential_generation and d.current_max_start_epoch > d.max_start_epoch:
+        raise ConfigError(
+            f"{label('datm.current_max_start_epoch')}={d.current_max_start_epoch} exceeds "
+            f"{label('datm.max_start_epoch')}={d.max_start_epoch}: the window grows up to it"
+        )
+    if not d.min_start_epoch < (upper if d.sequential_generation else d.max_start_epoch):
+        raise ConfigError(
+            f"{label('datm.min_start_epoch')}={d.min_start_epoch} leaves an empty window: "
+            f"it must be below {label('datm.max_start_epoch')}"
+            + (f" and {label('datm.current_max_start_epoch')}" if d.sequential_generation else "")
+        )
+    validate.check_links(config, label=label)
 
 
-def _expert_key(config: DistillConfig) -> str:
+def validate_run(
+    config: DistillConfig,
+    *,
+    out_root: str,
+    run_dir: str | None,
+    experts_dir: str,
+    label: validate.Label = validate.plain,
+) -> None:
+    """Everything `run_distill` would refuse, checked before it starts any work.
+
+    The config (`_check`), the data (the dataset loads, the test classes are
+    trained on, every class holds `datm.ipc` samples by its given labels),
+    and that the run and expert directories can be written; nothing is
+    created.
+    """
+    _check(config, label=label)
+    validate.check_data(
+        config.dataset,
+        config.noise,
+        noise_seed=config.noise_seed,
+        max_train=config.max_train,
+        ipc=config.datm.ipc,
+        ipc_path="datm.ipc",
+        label=label,
+    )
+    if run_dir is None:
+        validate.check_dir(out_root, f"the run directory root {out_root}")
+    else:
+        validate.check_dir(run_dir, f"the run directory {run_dir}")
+    validate.check_dir(experts_dir, f"the expert cache {experts_dir}")
+
+
+def _expert_key(config: DistillConfig, fingerprint: str) -> str:
     """A short hash of everything that determines the expert trajectories."""
     what = [
         config.dataset,
@@ -93,6 +173,7 @@ def _expert_key(config: DistillConfig) -> str:
         config.depth,
         dataclasses.asdict(config.experts),
         config.seed,
+        fingerprint,
     ]
     return hashlib.sha256(json.dumps(what, default=str).encode()).hexdigest()[:12]
 
@@ -129,42 +210,151 @@ def _trust_fields(trust: TADConfig | None) -> dict | None:
     return fields
 
 
+# Files a run directory holds before its first checkpoint; a run that fails
+# with nothing more removes its directory (`run_distill`).
+_START_FILES = frozenset({"config.json", "metrics.jsonl", "train_set.png", LOCK_FILE})
+# Events of the stages before distillation: logged once per run.
+_SETUP_EVENTS = frozenset({"noise", "trust", "init"})
+# Config fields the trust split depends on, besides `trust` (but for its `init_pool`).
+_SPLIT_FIELDS = frozenset({"dataset", "noise", "noise_seed", "max_train", "zca", "seed"})
+
+
+class NoUpdatesError(JaxddError):
+    """Every distillation update was skipped: the distilled set is its initialisation."""
+
+
+def _data_fingerprint(*arrays: jax.typing.ArrayLike) -> str:
+    """A sha256 of the arrays' shapes, dtypes and contents (the data experts train on)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _expert_cache(config: DistillConfig, fingerprint: str, experts_dir) -> pathlib.Path:
+    """The cache directory of the experts of `config` on the data of `fingerprint`."""
+    return (
+        pathlib.Path(experts_dir)
+        / f"{report.slug(config.dataset)}-{_expert_key(config, fingerprint)}"
+    )
+
+
 def load_or_train_experts(config, model, x, targets, experts_dir, progress):
-    """Expert trajectories from the cache directory, training (or resuming) them if needed."""
-    path = pathlib.Path(experts_dir) / f"{config.dataset.replace(':', '_')}-{_expert_key(config)}"
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(dataclasses.asdict(config), default=str, indent=2))
-    with Checkpointer(path / "checkpoints", max_to_keep=None) as ckpt:
-        return train_experts(
-            model,
-            x,
-            targets,
-            config.experts,
-            key=rng.stream(config.seed, "experts"),
-            checkpointer=ckpt,
-            progress=progress,
+    """Expert trajectories from the cache directory, training (or resuming) them if needed.
+
+    The directory is named by a hash of everything that determines the
+    trajectories, the content of the data they train on (`x`, `targets`)
+    included. One process at a time trains into it: another one waits for
+    it, then reuses its experts.
+    """
+    fingerprint = _data_fingerprint(x, targets)
+    path = _expert_cache(config, fingerprint, experts_dir)
+    with DirectoryLock(path, timeout=None, on_wait=lambda pid: _say_waiting(pid, path)):
+        described = {**dataclasses.asdict(config), "data_sha256": fingerprint}
+        atomic_write_text(path / "config.json", json.dumps(described, default=str, indent=2))
+        with Checkpointer(path / "checkpoints", max_to_keep=None) as ckpt:
+            return train_experts(
+                model,
+                x,
+                targets,
+                config.experts,
+                key=rng.stream(config.seed, "experts"),
+                checkpointer=ckpt,
+                progress=progress,
+            )
+
+
+def _say_waiting(pid: int | None, path: pathlib.Path) -> None:
+    """Tells the user that this process waits for another one's experts."""
+    holder = "another process" if pid is None else f"process {pid}"
+    print(f"waiting for {holder} training experts in {path}", file=sys.stderr, flush=True)
+
+
+class _StopRequests:
+    """While active, SIGTERM and SIGINT (Ctrl-C) ask the distillation loop to stop.
+
+    `signum` is the first such signal received, or None. A second SIGINT
+    raises `KeyboardInterrupt` at once. Signals reach only the main thread,
+    so elsewhere nothing is installed; the previous handlers come back on exit.
+    """
+
+    _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._request) for s in self._SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    def _request(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(
+            f"{signal.Signals(signum).name}: stopping after this iteration with a checkpoint "
+            "(Ctrl-C again stops at once)",
+            file=sys.stderr,
+            flush=True,
         )
 
 
 def distill_loop(model, config, state, trajectories, ckpt, run, progress):
-    """Runs iterations from ``state.iteration`` to the end, checkpointing and logging."""
+    """Runs iterations from ``state.iteration`` to the end, checkpointing and logging.
+
+    SIGTERM and Ctrl-C stop it after the current iteration: the state is
+    checkpointed at that iteration, an ``interrupted`` event is logged and
+    `RunInterruptedError` raised (`_StopRequests`); resuming from that
+    checkpoint gives the same result as an uninterrupted run.
+    """
     step = jax.jit(lambda s, t: datm.distill_step(model, config.datm, s, t), donate_argnums=0)
     start = int(state.iteration)
+    if start < config.datm.iterations:
+        print("compiling the distillation step (first iteration)…", file=sys.stderr, flush=True)
     bar = tqdm(range(start, config.datm.iterations), disable=not progress, desc="distill")
-    for it in bar:
-        state, metrics = step(state, trajectories)
-        if (it + 1) % config.log_every == 0 or it + 1 == config.datm.iterations:
-            entry = {
-                "iteration": it + 1,
-                **{k: float(v) for k, v in metrics.items()},
-                "skipped": int(state.skipped),
-            }
-            run.log(event="distill", **entry)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['syn_lr']:.4f}")
-        if (it + 1) % config.checkpoint_every == 0:
-            ckpt.save(it + 1, state, force=True)
-    ckpt.save(config.datm.iterations, state, force=True)
+    with _StopRequests() as stop:
+        for it in bar:
+            state, metrics = step(state, trajectories)
+            if (it + 1) % config.log_every == 0 or it + 1 == config.datm.iterations:
+                _log_iteration(run, bar, it + 1, metrics, state)
+            if (it + 1) % config.checkpoint_every == 0:
+                ckpt.save(it + 1, state, force=True)
+            if stop.signum is not None:
+                break
+    ckpt.save(int(state.iteration), state, force=True)
+    if stop.signum is not None:
+        _interrupted(state, stop.signum, run)
     return state
+
+
+def _log_iteration(run, bar, iteration: int, metrics: dict, state: datm.DATMState) -> None:
+    """Logs one iteration's metrics as a ``distill`` event and shows them on the bar."""
+    entry = {
+        "iteration": iteration,
+        **{k: float(v) for k, v in metrics.items()},
+        "skipped": int(state.skipped),
+    }
+    run.log(event="distill", **entry)
+    bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['syn_lr']:.4f}")
+
+
+def _interrupted(state: datm.DATMState, signum: int, run) -> NoReturn:
+    """Logs an ``interrupted`` event and raises `RunInterruptedError`."""
+    iteration, name = int(state.iteration), signal.Signals(signum).name
+    run.log(event="interrupted", iteration=iteration, signal=name)
+    raise RunInterruptedError(
+        f"stopped by {name} at iteration {iteration} with a checkpoint; run again with "
+        f"--run-dir {run.path} to resume",
+        signum,
+    )
 
 
 def run_distill(
@@ -174,64 +364,194 @@ def run_distill(
     run_dir: str | None = None,
     experts_dir: str = "runs/experts",
     progress: bool = True,
+    allow_config_change: bool = False,
 ) -> tuple[dict, report.RunDir]:
-    """The whole pipeline of one distillation run; returns the summary and run dir."""
+    """The whole pipeline of one distillation run; returns the summary and run dir.
+
+    One process at a time uses a run directory. Run again in the same
+    directory (`run_dir`), a run resumes from its latest checkpoint without
+    redoing the trust split or logging an event twice, and a finished one
+    (it has a ``summary.json``) is only reported; a run of another config is
+    resumed only with `allow_config_change`. A run that fails before its
+    first checkpoint removes its directory.
+
+    Raises:
+      DirectoryLockedError: another process uses the run directory.
+      ConfigError: bad config, or the run directory holds a run of another
+        config (and not `allow_config_change`).
+      RunInterruptedError: SIGTERM or Ctrl-C stopped the distillation (its
+        state is saved).
+      NoUpdatesError: every distillation update was skipped.
+    """
     _check(config)
-    name = f"distill-{config.method}-{config.dataset.replace(':', '_')}"
+    name = f"distill-{config.method}-{report.slug(config.dataset)}"
     run = report.RunDir.at(run_dir) if run_dir else report.RunDir(out_root, name)
-    run.write_json("config.json", config)
-    data = prepare_for(config, run)
-    ds, x, labels, space = data.ds, data.x, data.labels, data.space
-    report.save_image_grid(
-        run.path / "train_set.png",
-        ds.x_train[data.idx],
-        labels,
-        ds.class_names,
-        clean_labels=data.clean,
-        title=f"{config.method} training set ({config.noise}; red = mislabelled)",
+    with DirectoryLock(run.path):
+        changes = _adopt_config(run, config, allow_config_change)
+        if (run.path / "summary.json").exists():
+            return _finished(run), run
+        try:
+            return _distill(config, run, experts_dir, progress, _split_changed(changes))
+        except BaseException:
+            run.discard_if_only(_START_FILES)
+            raise
+
+
+def _adopt_config(run, config: DistillConfig, allow_change: bool) -> dict[str, tuple]:
+    """Writes ``config.json``, or checks a resumed run's; returns the changes to it.
+
+    Raises:
+      ConfigError: ``config.json`` holds another config and not `allow_change`.
+    """
+    if not (run.path / "config.json").exists():
+        run.write_json("config.json", config)
+        return {}
+    changes = run.json_changes("config.json", config)
+    if changes and not allow_change:
+        listed = "; ".join(
+            f"{path}: {json.dumps(old)} → {json.dumps(new)}" for path, (old, new) in changes.items()
+        )
+        raise ConfigError(
+            f"{run.path} holds a run of another config ({listed}); use another --run-dir, or "
+            "pass --allow-config-change to resume it with the new config"
+        )
+    if changes:
+        run.log(event="config_changed", changes={path: list(c) for path, c in changes.items()})
+        (run.path / "summary.json").unlink(missing_ok=True)
+        run.write_json("config.json", config)
+    return changes
+
+
+def _split_changed(changes: dict[str, tuple]) -> bool:
+    """Whether config changes touch what the trust split depends on (not `init_pool`)."""
+    return any(
+        path.split(".")[0] in _SPLIT_FIELDS
+        or (path.split(".")[0] == "trust" and path != "trust.init_pool")
+        for path in changes
     )
+
+
+def _finished(run) -> dict:
+    """The summary of a finished run, saying that it is."""
+    summary = run.read_json("summary.json")
+    accuracy = report.mean_std(summary["accuracies"])
+    print(f"already finished: {accuracy} % (run directory {run.path})", file=sys.stderr, flush=True)
+    return summary
+
+
+def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, report.RunDir]:
+    """Prepares, gets the experts, distils (resuming) and evaluates, in `run`."""
+    data, fresh = _prepare(config, run, split_changed)
+    ds = data.ds
+    if fresh:
+        report.save_image_grid(
+            run.path / "train_set.png",
+            ds.x_train[data.idx],
+            data.labels,
+            ds.class_names,
+            clean_labels=data.clean,
+            title=f"{config.method} training set ({config.noise}; red = mislabelled)",
+        )
     model = data.model(config.width, config.depth)
     traj = load_or_train_experts(
         resolve_epoch_size(config, None if data.source is None else data.given_size),
         model,
-        x,
+        data.x,
         data.targets(),
         experts_dir,
         progress,
     )
+    init, state = _initial_state(config, model, traj, data, run)
+    mesh = parallel.runs_mesh(state.images.shape[0])
+    state, traj = datm.shard_state(state, mesh), parallel.replicate(traj, mesh)
+    with Checkpointer(run.path / "checkpoints", max_to_keep=2) as ckpt:
+        step, state = ckpt.restore_latest(state)
+        run.keep_events(lambda e: _kept_on_resume(e, step or 0))
+        state = distill_loop(model, config, state, traj, ckpt, run, progress)
+    _check_updates(state, config)
+    history = [e for e in run.read_events() if e["event"] == "distill"]
+    train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
+    return _evaluate_and_report(
+        config, ds, data.space, model, state, history, init, train, run, progress
+    )
+
+
+def _prepare(config: DistillConfig, run, split_changed: bool) -> tuple[Prepared, bool]:
+    """The prepared data, and whether this session prepared it afresh.
+
+    Once an earlier session of the run got through the data stage (its
+    ``noise`` event is logged and, with a trust config, ``trust_split.npz``
+    saved), the split is read back and nothing is logged again, unless the
+    config changed what the split depends on; otherwise the stage runs, its
+    events replacing those of an earlier, unfinished attempt.
+    """
+    saved = run.path / "trust_split.npz"
+    done = _logged(run, "noise") and (config.trust is None or saved.exists())
+    if done and not split_changed:
+        return prepare_for(config, saved_split=saved if config.trust else None), False
+    run.keep_events(lambda e: e["event"] not in _SETUP_EVENTS)
+    saved.unlink(missing_ok=True)
+    return prepare_for(config, run), True
+
+
+def _logged(run, event: str) -> bool:
+    """Whether `run` holds an event of this kind."""
+    return any(e["event"] == event for e in run.read_events())
+
+
+def _initial_state(config, model, traj, data: Prepared, run) -> tuple:
+    """``(init, state)``: the image initialisation and the state before iteration 0."""
     pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=_init_from_all(config))
     init = initialise(
         model,
         traj,
         pool_x,
         pool_labels,
-        ds.num_classes,
+        data.ds.num_classes,
         config.datm.ipc,
         how=config.datm.init,
         soft_labels=config.datm.soft_labels,
         seed=rng.numpy_rng(config.seed, "init"),
     )
-    run.log(
-        event="init",
-        filled=init.filled,
-        label_noise=float(np.mean(pool_labels[init.indices] != pool_clean[init.indices])),
-    )
+    if not _logged(run, "init"):
+        run.log(
+            event="init",
+            filled=init.filled,
+            label_noise=float(np.mean(pool_labels[init.indices] != pool_clean[init.indices])),
+        )
     state = datm.init_state(
         jnp.asarray(pool_x[init.indices]),
         jnp.asarray(init.labels),
         config.datm,
         key=rng.stream(config.seed, "distill"),
     )
-    mesh = parallel.runs_mesh(state.images.shape[0])
-    state, traj = datm.shard_state(state, mesh), parallel.replicate(traj, mesh)
-    with Checkpointer(run.path / "checkpoints", max_to_keep=2) as ckpt:
-        if ckpt.latest_step() is not None:
-            state = ckpt.restore(state)
-        state = distill_loop(model, config, state, traj, ckpt, run, progress)
-    history = [e for e in run.read_events() if e["event"] == "distill"]
-    train = {"train_size": len(labels), "train_label_noise": data.label_noise()}
-    return _evaluate_and_report(
-        config, ds, space, model, state, history, init, train, run, progress
+    return init, state
+
+
+def _kept_on_resume(event: dict, step: int) -> bool:
+    """Whether an earlier session's event stays when the run resumes from iteration `step`.
+
+    The iterations after the restored checkpoint are run again and the
+    evaluation restarts, so their events go.
+    """
+    return event["event"] != "eval" and event.get("iteration", 0) <= step
+
+
+def _check_updates(state: datm.DATMState, config: DistillConfig) -> None:
+    """Warns about skipped updates on stderr; raises `NoUpdatesError` if none was applied."""
+    done, skipped = int(state.iteration), int(state.skipped)
+    if not skipped:
+        return
+    why = f"the matching loss was non-finite or above --threshold {config.datm.threshold:g}"
+    if skipped == done:
+        raise NoUpdatesError(
+            f"all {done} distillation updates were skipped ({why}): the distilled set is its "
+            "initialisation; start a new run with a lower --lr-img or a higher --threshold"
+        )
+    print(
+        f"jaxdd: warning: {skipped} of {done} distillation updates were skipped ({why})",
+        file=sys.stderr,
+        flush=True,
     )
 
 

@@ -48,21 +48,42 @@ class EvalResult:
     lrs: tuple[float, ...]
     history: list[dict]
 
+    def at_lr(self, lr: float) -> np.ndarray:
+        """``[S]`` final test accuracies of the networks trained at learning rate `lr`."""
+        return self.accuracies[self._lr_index(lr)]
+
     @property
     def mean(self) -> float:
-        return float(self.accuracies[0].mean())
+        """Mean final accuracy over the seeds; only for a single learning rate."""
+        return float(self.accuracies[self._lr_index(None)].mean())
 
     @property
     def std(self) -> float:
-        return float(self.accuracies[0].std())
+        """Std of the final accuracy over the seeds; only for a single learning rate."""
+        return float(self.accuracies[self._lr_index(None)].std())
 
-    def best_epoch(self) -> dict:
-        """The history entry with the highest mean test accuracy.
+    def best_epoch(self, lr: float | None = None) -> dict:
+        """The history entry with the highest mean test accuracy at `lr`.
 
         This is test-set model selection (what the references report); label
-        it as such wherever it is printed.
+        it as such wherever it is printed. `lr` may be omitted for a single
+        learning rate.
         """
-        return max(self.history, key=lambda h: float(np.mean(h["test_accuracy"][0])))
+        i = self._lr_index(lr)
+        return max(self.history, key=lambda h: float(np.mean(h["test_accuracy"][i])))
+
+    def _lr_index(self, lr: float | None) -> int:
+        """The row of `accuracies` of `lr` (None: the only learning rate)."""
+        if lr is None:
+            if len(self.lrs) != 1:
+                raise ValueError(
+                    f"this result holds {len(self.lrs)} learning rates {self.lrs}: a mean over "
+                    "all of them means nothing; use at_lr(lr) or accuracies[i] (one row per lr)"
+                )
+            return 0
+        if lr not in self.lrs:
+            raise ValueError(f"no networks were trained at lr {lr}: the lrs are {self.lrs}")
+        return self.lrs.index(lr)
 
 
 def train_and_evaluate(
@@ -81,6 +102,7 @@ def train_and_evaluate(
     progress: bool = True,
     vectorize: bool | None = None,
     on_eval: Callable[[dict], None] | None = None,
+    label: str = "evaluate",
 ) -> tuple[EvalResult, Params]:
     """Trains ``num_seeds × len(lrs)`` fresh networks on (x, targets) and tests them.
 
@@ -99,6 +121,7 @@ def train_and_evaluate(
       vectorize: vmap the runs (True) or loop over them (False); default
         by backend (`jaxdd.ops.loops.vectorize_runs`). Same results.
       on_eval: called with each history entry as it is made (metrics logging).
+      label: the progress bar's label.
 
     Returns:
       the `EvalResult` and the trained params, stacked ``[L·S, ...]``.
@@ -114,7 +137,9 @@ def train_and_evaluate(
     x_test, y_test = parallel.replicate((x_test, y_test), runner.mesh)
     history: list[dict] = []
     params = None
-    for epoch, state, loss in runner.run(initial, period=eval_every, progress=progress):
+    for epoch, state, loss in runner.run(
+        initial, period=eval_every, progress=progress, label=label
+    ):
         params = state.params
         acc = np.asarray(runner.test_accuracy(params, x_test, y_test))
         acc = acc.reshape(len(lrs), -1)

@@ -195,7 +195,14 @@ def _trust_split(prepared: Prepared, trust: TADConfig, seed: int, run, log) -> T
     )
     if run is not None:
         save_split(run.path / "trust_split.npz", split, prepared)
-        save_loss_histograms(run.path / "trust_losses.png", split, prepared.clean, ds.class_names)
+        save_loss_histograms(
+            run.path / "trust_losses.png",
+            split,
+            prepared.clean,
+            ds.class_names,
+            signal=trust.signal,
+            iterations=trust.gmm_iterations,
+        )
         save_round_curves(run.path / "trust_rounds.png", split.rounds)
     return split
 

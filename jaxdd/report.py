@@ -20,6 +20,7 @@ import datetime
 import json
 import math
 import pathlib
+import re
 import shutil
 from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,11 @@ def _changes(old: Any, new: Any, path: str) -> dict[str, tuple[Any, Any]]:
     for key in [*old, *(k for k in new if k not in old)]:
         changes |= _changes(old.get(key), new.get(key), f"{path}.{key}" if path else key)
     return changes
+
+
+def slug(name: str) -> str:
+    """`name` (a dataset, e.g. ``npz:dir/file.npz``) as one file-name component."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
 
 
 class RunDir:

@@ -138,6 +138,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         kappa=UNIT,
         shrinkage=UNIT,
         gmm_iterations=COUNT,
+        signal_epochs=COUNT,
         keep_ratio=FRACTION,
     ),
 }
@@ -281,6 +282,7 @@ _TAD_ONLY = (
     "shrinkage",
     "gmm_iterations",
     "signal",
+    "signal_epochs",
     "recall_margin",
 )
 

@@ -114,7 +114,8 @@ def test_cli_distill_end_to_end_and_resume(tmp_path, capsys):
     ]
     assert cli.main(argv) == 0
     assert "datm on digits" in capsys.readouterr().out
-    files = {p.name for p in (tmp_path / "run").iterdir()}
+    run = tmp_path / "run"
+    files = {p.name for p in run.iterdir()}
     assert {
         "config.json",
         "summary.json",
@@ -124,13 +125,27 @@ def test_cli_distill_end_to_end_and_resume(tmp_path, capsys):
         "distilled.npz",
         "checkpoints",
     } <= files
+    metrics = (run / "metrics.jsonl").read_text()
+    assert cli.main(argv) == 0  # finished: reported, not run again
+    assert "already finished: " in capsys.readouterr().err
+    assert (run / "metrics.jsonl").read_text() == metrics
+
     more = argv[: argv.index("--iterations") + 1] + ["6"] + argv[argv.index("--iterations") + 2 :]
-    assert cli.main(more) == 0
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert cli.main(more) == 2  # another config: refused, the changes listed
+    err = capsys.readouterr().err
+    assert "datm.iterations: 4 → 6" in err and "--allow-config-change" in err
+    assert cli.main([*more, "--allow-config-change"]) == 0  # resumed: 2 more iterations
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == 6 and len(summary["accuracies"]) == 2
     assert abs(summary["train_size"] - 300) <= 10  # the stratified cap
     assert 0.25 < summary["train_label_noise"] < 0.55  # about the injected 40 %
     assert len(list((tmp_path / "experts").iterdir())) == 1  # trajectories reused
+    events = report.RunDir.at(run).read_events()
+    assert [e["iteration"] for e in events if e["event"] == "distill"] == [4, 6]
+    assert [e["event"] for e in events].count("eval") == 1  # the first evaluation's went
+    changed = [e["changes"] for e in events if e["event"] == "config_changed"]
+    assert changed == [{"datm.iterations": [4, 6]}]
+    assert json.loads((run / "config.json").read_text())["datm"]["iterations"] == 6
 
 
 def test_window_beyond_the_experts_is_a_clear_error(tmp_path, capsys):

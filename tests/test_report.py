@@ -176,3 +176,10 @@ def test_image_grid_of_500_images_is_a_png_of_the_figure_size(tmp_path):
     fig = report.draw_image_grid(images, np.arange(500) // 50, NAMES, per_class=None)
     height, width = matplotlib.image.imread(out).shape[:2]
     assert (width, height) == tuple(np.round(fig.get_size_inches() * fig.dpi).astype(int))
+
+
+def test_slug_makes_one_path_component():
+    from jaxdd.report import slug
+
+    assert slug("npz:dir/sub/f.npz") == "npz_dir_sub_f.npz"
+    assert "/" not in slug("npz:/abs/path.npz") and slug("digits") == "digits"
