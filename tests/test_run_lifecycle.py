@@ -230,7 +230,7 @@ def test_a_resumed_run_reads_its_trust_split_back(tmp_path, monkeypatch):
     run = report.RunDir.at(tmp_path)
     monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
     for plot in ("save_loss_histograms", "save_round_curves"):  # not what is tested here
-        monkeypatch.setattr(prepare_module, plot, lambda *args: None)
+        monkeypatch.setattr(prepare_module, plot, lambda *args, **kwargs: None)
     first, fresh = _prepare(config, run, False)
     assert fresh and [e["event"] for e in run.read_events()] == ["noise", "trust"]
 
