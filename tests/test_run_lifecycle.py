@@ -15,6 +15,7 @@ import threading
 import jax
 import numpy as np
 import pytest
+from test_locking import HOLDER  # the lock-holding subprocess script
 
 import jaxdd.locking
 from jaxdd import cli, report
@@ -50,19 +51,6 @@ TINY = DistillConfig(
     checkpoint_every=2,
     log_every=1,
 )
-
-# Takes the lock of argv[2], says so, and holds it until its stdin closes,
-# without importing the package's __init__ (and so JAX).
-HOLDER = """
-import sys, types
-package = types.ModuleType("jaxdd")
-package.__path__ = [sys.argv[1]]
-sys.modules["jaxdd"] = package
-from jaxdd.locking import DirectoryLock
-lock = DirectoryLock(sys.argv[2]).acquire()
-print("locked", flush=True)
-sys.stdin.read()
-"""
 
 # Runs a pickled config (argv[1]) in a run directory (argv[2]) with an expert
 # cache (argv[3]) and sends itself SIGTERM once iteration argv[4] is logged.
