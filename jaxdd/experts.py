@@ -41,6 +41,9 @@ class ExpertConfig:
         epoch as experts on all the data; `jaxdd.distill` resolves it, and
         without diversion (or unresolved) it is one pass over the data, as
         the references (jaxdd's own design, docs/deviations.md).
+      sam_rho, sam_alpha: GSAM's ρ and α (`jaxdd.ops.train.gsam_gradient`);
+        ρ = 0 (default, MTT) is plain SGD. DATM trains its experts with
+        GSAM, ρ = 0.01, α = 0.3 (experiments/datm.py).
     """
 
     num_experts: int = 10
@@ -49,9 +52,11 @@ class ExpertConfig:
     batch_size: int = 256
     dsa: bool = True
     epoch_size: int | Literal["given"] | None = "given"
+    sam_rho: float = 0.0
+    sam_alpha: float = 0.0
 
     def train_config(self) -> TrainConfig:
-        """The plain-SGD protocol: no momentum, no weight decay, constant lr."""
+        """The references' expert protocol: SGD or GSAM, no momentum or decay, constant lr."""
         size = None if self.epoch_size == "given" else self.epoch_size
         return TrainConfig(
             lr=self.lr,
@@ -63,6 +68,8 @@ class ExpertConfig:
             dsa=self.dsa,
             num_seeds=self.num_experts,
             epoch_steps=None if size is None else max(1, size // self.batch_size),
+            sam_rho=self.sam_rho,
+            sam_alpha=self.sam_alpha,
         )
 
 

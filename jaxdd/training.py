@@ -7,6 +7,7 @@ snapshots or checkpoints) and where the runs go (`jaxdd.parallel`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Sequence
 
@@ -65,6 +66,34 @@ def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths
     return init, run_chunk, test_acc
 
 
+def _kernel_setup(config: TrainConfig, total_steps: int) -> tuple[TrainConfig, int]:
+    """``(config, total_steps)`` with what the compiled step does not read cleared.
+
+    The step reads the training length only through the lr schedule: with a
+    constant lr (SGD without milestones — experts, TAD referees) runs of any
+    length share one compilation (a referee warm start and its rounds, the
+    experts of different epoch counts). The base lr is a traced state value
+    (a distilled set's learned lr never recompiles), the number of runs is
+    the number of keys, and the epoch length only drives the host loop.
+    """
+    scheduled = config.optimizer != "sgd" or bool(config.lr_milestones)
+    config = dataclasses.replace(config, lr=0.0, num_seeds=1, epoch_steps=None)
+    return (config, total_steps) if scheduled else (dataclasses.replace(config, epochs=1), 0)
+
+
+def _chunk(total_steps: int) -> int:
+    """Steps per compiled chunk (`jaxdd.ops.loops.default_chunk`'s length).
+
+    Fixed on CPU (a short run's spare steps are masked), so runs of any
+    length share it; on accelerators the power of two covering the run, at
+    most the full chunk, so short runs share it too and waste < 2x.
+    """
+    cap = loops.default_chunk(1 << 30)
+    if loops.on_cpu():
+        return cap
+    return min(cap, 1 << max(0, total_steps - 1).bit_length())
+
+
 def _own_copy(tree):
     """Fresh buffers with the values (and shardings) of `tree`'s arrays."""
     return jax.tree.map(lambda a: jax.device_put(a, a.sharding, may_alias=False), tree)
@@ -100,22 +129,37 @@ class Runner:
         self.devices = devices
         self.steps_per_epoch = steps_per_epoch(config, int(np.shape(x)[0]))
         self.total_steps = config.epochs * self.steps_per_epoch
-        self.chunk = loops.default_chunk(self.total_steps)
+        self.chunk = _chunk(self.total_steps)
         self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize
         self._x, self._targets = x, targets
+        self.mesh = None  # set by `_place`
         self._init, self._run_chunk, self.test_accuracy = _kernels(
-            model, config, self.total_steps, self.chunk, preprocess, self.vectorize, loops.on_cpu()
+            model,
+            *_kernel_setup(config, self.total_steps),
+            self.chunk,
+            preprocess,
+            self.vectorize,
+            loops.on_cpu(),
         )
 
     def init(self, keys: jax.Array, lrs: jax.Array) -> TrainState:
         """Fresh states for ``keys [R]`` and base learning rates ``lrs [R]``, sharded."""
-        self.mesh = parallel.runs_mesh(len(keys), self.devices)
+        self._place(len(keys))
         keys, lrs = parallel.shard_runs((keys, lrs), self.mesh)
-        self._x, self._targets = parallel.replicate((self._x, self._targets), self.mesh)
         # Every leaf split over the runs (jit may leave constant leaves such
         # as zero momenta replicated), so the chunks see one input sharding
         # and compile once.
         return parallel.shard_runs(self._init(keys, lrs), self.mesh)
+
+    def _place(self, num_runs: int) -> None:
+        """The runs mesh, and the data replicated over it (once per Runner).
+
+        A Runner that continues a state trained elsewhere (never `init`) places
+        its data as one that started it, so both compile the same program.
+        """
+        if self.mesh is None:
+            self.mesh = parallel.runs_mesh(num_runs, self.devices)
+            self._x, self._targets = parallel.replicate((self._x, self._targets), self.mesh)
 
     def run(
         self,
@@ -141,6 +185,7 @@ class Runner:
         the first run's key, which training never changes, so a resumed run
         draws the same families.
         """
+        self._place(len(state.lr))
         if family_key is None:
             family_key = jax.random.fold_in(state.key[0], _FAMILY_STREAM)
         per_epoch, total = self.steps_per_epoch, self.total_steps

@@ -1,5 +1,6 @@
 """The runs driver: the vectorised (accelerator) path on CPU, donation, DSA under vmap."""
 
+import dataclasses
 import logging
 
 import chex
@@ -80,3 +81,21 @@ def test_equal_specs_share_one_compilation(digits, caplog):
         )
     assert len(runs[0]) == 1  # one chunk program for all chunks and segments
     assert runs[1] == []  # the second run reuses it
+
+
+def test_constant_lr_runs_of_any_length_share_their_kernels(digits):
+    # The referees' warm start and rounds, experts of other epoch counts, a
+    # distilled set's learned lr: with a constant lr the compiled step is one.
+    x, y, _, _ = digits
+    x, targets = x[:96], one_hot(y[:96], 10)
+    kernels = [
+        Runner(MODEL, x, targets, dataclasses.replace(CONFIG, **c))._run_chunk
+        for c in ({}, {"epochs": 1, "num_seeds": 5, "lr": 0.37, "epoch_steps": 2})
+    ]
+    assert kernels[0] is kernels[1]
+    scheduled = dataclasses.replace(CONFIG, lr_milestones=(0.5,))
+    long, short = (
+        Runner(MODEL, x, targets, dataclasses.replace(scheduled, epochs=e))._run_chunk
+        for e in (3, 7)
+    )
+    assert long is not short  # the milestone step depends on the length

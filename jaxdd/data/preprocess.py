@@ -79,8 +79,8 @@ def fit_zca(x: ArrayLike, eps: float = 0.1) -> ZCA:
     ~20 s on 2 CPU cores, plus ~2 s per 5000 images for the covariance.
 
     Args:
-      x: ``[N, H, W, C]`` float images, already normalised as they will be
-        fed to the network.
+      x: ``[N, H, W, C]`` float images in the space they are whitened from
+        (`pixel_space` passes [0, 1] pixels, as the references).
       eps: ``ε`` added to every eigenvalue; 0.1 is kornia's setting in MTT.
 
     Returns:
@@ -136,14 +136,14 @@ def zca_inverse(zca: ZCA, x: ArrayLike) -> jax.Array:
 
 
 class PixelSpace(NamedTuple):
-    """Where a pipeline's images live: normalised, optionally ZCA-whitened.
+    """Where a pipeline's images live: normalised, or ZCA-whitened [0, 1] pixels.
 
     Distilled images are optimised in this space; `decode` renders them.
 
     Attributes:
-      mean: ``[C]`` per-channel mean in [0, 1].
-      std: ``[C]`` per-channel std in [0, 1].
-      zca: the whitening fitted on the (trusted) training images, or None.
+      mean: ``[C]`` per-channel mean in [0, 1] (0 with ZCA).
+      std: ``[C]`` per-channel std in [0, 1] (1 with ZCA).
+      zca: the whitening fitted on the training images, or None.
     """
 
     mean: np.ndarray
@@ -163,11 +163,19 @@ class PixelSpace(NamedTuple):
 
 
 def pixel_space(x_train: np.ndarray, *, zca: bool) -> PixelSpace:
-    """Fits the pixel space on ``[N, H, W, C] uint8`` training images (docs/algorithms.md §0.3)."""
+    """Fits the pixel space on ``[N, H, W, C] uint8`` training images (docs/algorithms.md §0.3).
+
+    Without ZCA: per-channel normalisation with the images' own mean and std.
+    With ZCA: as MTT/DATM do, NO mean/std normalisation — ZCA (ε = 0.1) is
+    fitted on the [0, 1] pixels themselves, so that ε means what it means
+    in the references (on normalised pixels it acts ~1/std² ≈ 16× weaker
+    on CIFAR) and lr_img / DSA strengths transfer from their configs.
+    """
+    if zca:
+        channels = x_train.shape[-1]
+        space = PixelSpace(np.zeros(channels, np.float32), np.ones(channels, np.float32))
+        return space._replace(zca=fit_zca(space.encode(x_train)))
     flat = x_train.reshape(-1, x_train.shape[-1])
     mean = (flat.mean(0) / 255.0).astype(np.float32)
     std = (flat.std(0) / 255.0).astype(np.float32)
-    space = PixelSpace(mean, std)
-    if zca:
-        space = space._replace(zca=fit_zca(space.encode(x_train)))
-    return space
+    return PixelSpace(mean, std)

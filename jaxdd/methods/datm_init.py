@@ -6,9 +6,11 @@
   snapshot assigns to their given label (with noisy labels this already
   filters out many mislabelled images). If a class has fewer such images,
   the rest are filled with random images of the class and counted.
-* Soft labels: the logits of the experts' final snapshots on each chosen
-  image, averaged over the experts that classify it as its given label; an
-  image no expert gets right takes the mean over all experts.
+* Soft labels, as DATM sets them for each rule: with ``correct``, the logits
+  of the experts' final snapshots on each chosen image, averaged over the
+  experts that classify it as its given label (an image no expert gets right
+  takes the mean over all experts); with ``real``, the logits of the first
+  expert's final snapshot alone.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def initialise(
       num_classes: C.
       ipc: images per class.
       how: ``correct`` or ``real``.
-      soft_labels: expert-logit labels (DATM) or one-hot (MTT).
+      soft_labels: expert-logit labels (DATM; see the module docstring for
+        which experts give them) or one-hot (MTT).
       seed: numpy seed (or generator) of the shuffles.
     """
     if how not in ("correct", "real"):
@@ -123,7 +126,10 @@ def initialise(
     idx, filled = choose_images(
         model, trajectories, x, labels, num_classes, ipc, how=how, seed=seed
     )
-    if soft_labels:
+    if soft_labels and how == "real":
+        first = jax.tree.map(lambda leaf: leaf[0], _final_snapshots(trajectories))
+        y = _logits(model, first, x[idx])
+    elif soft_labels:
         y = expert_label_logits(model, trajectories, x[idx], labels[idx])
     else:
         y = np.eye(num_classes, dtype=np.float32)[labels[idx]]

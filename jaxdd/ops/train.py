@@ -53,6 +53,10 @@ class TrainConfig:
         milestones and snapshots); None: one pass over the training set.
         Data order is unaffected: every pass is a fresh permutation, whatever
         the epoch length.
+      sam_rho: GSAM's perturbation radius ρ (`gsam_gradient`); 0 (default)
+        trains with the plain gradient. DATM's experts use 0.01 (from FTD).
+      sam_alpha: GSAM's surrogate-gap weight α (0 with ``sam_rho > 0`` is
+        SAM); DATM's experts use 0.3.
       drop_last: drop the last partial batch of every pass (``⌊N / batch⌋``
         steps per pass) instead of keeping it (``⌈N / batch⌉`` steps, the
         last one smaller), as PyTorch's DataLoader does by default and every
@@ -77,6 +81,8 @@ class TrainConfig:
     eval_batch: int = 500
     epoch_steps: int | None = None
     drop_last: bool = False
+    sam_rho: float = 0.0
+    sam_alpha: float = 0.0
 
 
 class TrainState(NamedTuple):
@@ -155,6 +161,42 @@ def batch_mask(indices: jax.Array) -> jax.Array:
     return (indices >= 0).astype(jnp.float32)
 
 
+def gsam_gradient(
+    loss_and_grad: Callable[[Params], tuple[jax.Array, Params]],
+    params: Params,
+    *,
+    rho: float,
+    alpha: float,
+) -> tuple[jax.Array, Params]:
+    """GSAM's update direction (Zhuang et al., 2022), as FTD/DATM train experts.
+
+    With ``g = ∇L(θ)`` and ``g_a = ∇L(θ + ρ g / ‖g‖)`` (the same batch and
+    augmentation), the part of ``g`` orthogonal to ``g_a`` is
+    ``g⊥ = g − (⟨g, g_a⟩ / ‖g_a‖²) g_a`` and the direction is
+    ``g_a − α g⊥``: descend the perturbed (sharpness-aware) loss while
+    pushing the surrogate gap down. ``α = 0`` is SAM. The small constants
+    guarding the norms (1e-12) are the reference implementation's.
+
+    Args:
+      loss_and_grad: ``params → (loss, grads)`` on one fixed batch.
+      params: θ.
+      rho: ρ, the perturbation radius (constant: the references' ρ_min = ρ_max).
+      alpha: α.
+
+    Returns:
+      ``(L(θ), direction)``: the loss at the unperturbed θ and a pytree like θ.
+    """
+    eps = 1e-12
+    loss, grad = loss_and_grad(params)
+    grad_norm = optax.global_norm(grad)
+    step = rho / (grad_norm + eps)
+    _, adv = loss_and_grad(jax.tree.map(lambda p, g: p + step * g, params, grad))
+    adv_norm = optax.global_norm(adv)
+    cosine = optax.tree_utils.tree_vdot(grad, adv) / (grad_norm * adv_norm + eps)
+    along = cosine * grad_norm / (adv_norm + eps)
+    return loss, jax.tree.map(lambda g, a: a - alpha * (g - along * a), grad, adv)
+
+
 def make_train_step(
     model: Model, config: TrainConfig, total_steps: int, preprocess: Preprocess | None = None
 ) -> Callable:
@@ -205,7 +247,16 @@ def make_train_step(
         key = jax.random.fold_in(aug_key, i)
         if family_key is not None:
             family_key = jax.random.fold_in(family_key, i)
-        loss, grads = jax.value_and_grad(batch_loss)(state.params, xb, tb, mask, key, family_key)
+
+        def loss_and_grad(params):
+            return jax.value_and_grad(batch_loss)(params, xb, tb, mask, key, family_key)
+
+        if config.sam_rho > 0:
+            loss, grads = gsam_gradient(
+                loss_and_grad, state.params, rho=config.sam_rho, alpha=config.sam_alpha
+            )
+        else:
+            loss, grads = loss_and_grad(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         scale = -state.lr * lr_factor(config, i, total_steps)
         params = jax.tree.map(lambda p, u: p + scale * u, state.params, updates)

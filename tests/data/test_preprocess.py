@@ -5,7 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdd.data.preprocess import ZCA, denormalize, fit_zca, normalize, zca_apply, zca_inverse
+from jaxdd.data.preprocess import (
+    ZCA,
+    denormalize,
+    fit_zca,
+    normalize,
+    pixel_space,
+    zca_apply,
+    zca_inverse,
+)
 
 
 def _correlated_images(n=600, shape=(4, 4, 2), seed=0):
@@ -112,3 +120,17 @@ def test_pixel_space_round_trip_with_and_without_zca():
     plain = pixel_space(x, zca=False).encode(x)
     np.testing.assert_allclose(np.asarray(plain).reshape(-1, 2).mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(np.asarray(plain).reshape(-1, 2).std(0), 1.0, atol=1e-4)
+
+
+def test_zca_pixel_space_whitens_unit_pixels_as_the_references():
+    # MTT/DATM: ToTensor() only (no Normalize) before kornia's ZCA, ε = 0.1.
+    x = np.random.default_rng(3).integers(0, 256, (64, 4, 4, 2), dtype=np.uint8)
+    space = pixel_space(x, zca=True)
+    unit = x.astype(np.float32) / 255.0
+    expected = fit_zca(unit, eps=0.1)
+    np.testing.assert_allclose(space.zca.whiten, expected.whiten, atol=1e-5)
+    np.testing.assert_allclose(space.encode(x), zca_apply(expected, unit), atol=1e-4)
+    np.testing.assert_allclose(space.decode(space.encode(x)), unit, atol=1e-4)
+    plain = pixel_space(x, zca=False)
+    np.testing.assert_allclose(plain.mean, unit.reshape(-1, 2).mean(0), rtol=1e-5)
+    assert plain.zca is None

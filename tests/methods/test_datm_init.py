@@ -79,3 +79,18 @@ def test_initialise_gives_expert_logits_or_one_hot_and_refuses_bad_input():
         initialise(_oracle_model(), traj, x, labels, C, 2, how="bogus", soft_labels=True, seed=0)
     with pytest.raises(ValueError, match="ipc"):
         choose_images(_oracle_model(), traj, x, labels, C, 41, how="real", seed=0)
+
+
+def test_real_init_soft_labels_are_the_first_experts_logits():
+    # DATM's pix_init "real": one expert (buffer[0], final snapshot) labels
+    # every image, right or wrong; "correct" averages the experts right about it.
+    x, labels, pred, traj = _data()
+    traj = {"bias": np.zeros((2, 3, C), np.float32)}
+    traj["bias"][1, -1] = [3.0, 0.0, 0.0]  # the second expert leans to class 0
+    soft = initialise(_oracle_model(), traj, x, labels, C, 4, how="real", soft_labels=True, seed=1)
+    np.testing.assert_allclose(soft.labels, 10.0 * np.eye(C)[pred[soft.indices]])
+    assert (pred[soft.indices] != labels[soft.indices]).any()  # wrong ones keep expert 0's view
+    mean = initialise(
+        _oracle_model(), traj, x, labels, C, 4, how="correct", soft_labels=True, seed=1
+    )
+    assert mean.labels[:, 0].max() > 10.0  # the second expert's bias enters the average
