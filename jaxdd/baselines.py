@@ -36,6 +36,10 @@ class BaselineConfig:
       eval_every: test every this many epochs (curves, best epoch).
       max_train: use a stratified subset of this many training images
         (reduced CPU configurations); None uses all.
+      val_fraction: hold out this share of the training data (stratified on
+        the given labels) as the noisy validation split; the summary then
+        reports ``val_accuracy_*`` against its given labels (model selection
+        without clean labels). 0: none.
       zca: ZCA-whiten the images.
       trust: train on TAD's trusted space (or the small-loss selection).
       seed: seeds network inits, data order, augmentation and subsets.
@@ -51,6 +55,7 @@ class BaselineConfig:
     train: TrainConfig = TrainConfig()
     eval_every: int | None = None
     max_train: int | None = None
+    val_fraction: float = 0.0
     zca: bool = False
     trust: TADConfig | None = None
     seed: int = 0
@@ -79,6 +84,7 @@ def validate_run(
         config.noise,
         noise_seed=config.noise_seed,
         max_train=config.max_train,
+        val_fraction=config.val_fraction,
         ipc=config.ipc if config.kind == "random" else None,
         label=label,
     )
@@ -143,6 +149,7 @@ def run_baseline(
         eval_every=config.eval_every,
         progress=progress,
         on_eval=lambda entry: run.log(event="eval", **entry),
+        validation=data.validation,
     )
     idx, labels = data.idx[keep], data.labels[keep]
     report.save_image_grid(
@@ -167,9 +174,7 @@ def _summary(config, ds, noisy, idx, labels, result: evaluate.EvalResult) -> dic
         "noise_rate_realised": noisy.rate,
         "train_size": int(len(idx)),
         "train_label_noise": float(np.mean(labels != ds.y_train[idx])),
-        "accuracy_mean": result.mean,
-        "accuracy_std": result.std,
-        "accuracies": result.accuracies[0].tolist(),
+        **result.summary(),
         "best_epoch_test_selected": {
             "epoch": best["epoch"],
             "accuracy_mean": float(np.mean(best["test_accuracy"][0])),

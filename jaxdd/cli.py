@@ -59,6 +59,7 @@ _DATA_ALIASES = (
     Alias("--seed", "seed"),
     Alias("--width", "width"),
     Alias("--max-train", "max_train"),
+    Alias("--val-fraction", "val_fraction"),
 )
 DISTILL_ALIASES = (
     *_DATA_ALIASES,

@@ -57,6 +57,10 @@ class DistillConfig:
       width, depth: the ConvNet (depth None: by image size).
       zca: ZCA-whiten images (fitted on the training images used).
       max_train: stratified training subset (reduced CPU configurations).
+      val_fraction: share of the training data held out (stratified on the
+        given labels) as the noisy validation split: no stage trains on it,
+        and the summary reports ``val_accuracy_*`` against its given labels,
+        the criterion defaults are chosen by (docs/defaults.md). 0: none.
       trust: divert to TAD's trusted space (or the small-loss selection).
       checkpoint_every: iterations between distillation checkpoints.
       log_every: iterations between metric lines.
@@ -79,6 +83,7 @@ class DistillConfig:
     depth: int | None = None
     zca: bool = False
     max_train: int | None = None
+    val_fraction: float = 0.0
     trust: TADConfig | None = None
     checkpoint_every: int = 100
     log_every: int = 10
@@ -149,6 +154,7 @@ def validate_run(
         config.noise,
         noise_seed=config.noise_seed,
         max_train=config.max_train,
+        val_fraction=config.val_fraction,
         ipc=config.datm.ipc,
         ipc_path="datm.ipc",
         label=label,
@@ -167,6 +173,7 @@ def _expert_key(config: DistillConfig, fingerprint: str) -> str:
         config.noise,
         config.noise_seed,
         config.max_train,
+        config.val_fraction,
         config.zca,
         _trust_fields(config.trust),
         config.width,
@@ -216,7 +223,9 @@ _START_FILES = frozenset({"config.json", "metrics.jsonl", "train_set.png", LOCK_
 # Events of the stages before distillation: logged once per run.
 _SETUP_EVENTS = frozenset({"noise", "trust", "init"})
 # Config fields the trust split depends on, besides `trust` (but for its `init_pool`).
-_SPLIT_FIELDS = frozenset({"dataset", "noise", "noise_seed", "max_train", "zca", "seed"})
+_SPLIT_FIELDS = frozenset(
+    {"dataset", "noise", "noise_seed", "max_train", "val_fraction", "zca", "seed"}
+)
 
 
 class NoUpdatesError(JaxddError):
@@ -470,10 +479,7 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
         state = distill_loop(model, config, state, traj, ckpt, run, progress)
     _check_updates(state, config)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
-    return _evaluate_and_report(
-        config, ds, data.space, model, state, history, init, train, run, progress
-    )
+    return _evaluate_and_report(config, data, model, state, history, init, run, progress)
 
 
 def _prepare(config: DistillConfig, run, split_changed: bool) -> tuple[Prepared, bool]:
@@ -555,11 +561,15 @@ def _check_updates(state: datm.DATMState, config: DistillConfig) -> None:
     )
 
 
-def _evaluate_and_report(config, ds, space, model, state, history, init, train, run, progress):
+def _evaluate_and_report(config, data: Prepared, model, state, history, init, run, progress):
     """Evaluates the distilled set, saves its pictures and arrays, writes ``summary.json``.
 
-    ``train`` holds the size and label noise of the data distilled from.
+    `data` is what was distilled from: its test set, pixel space, size,
+    label noise and validation split.
     """
+    ds, space = data.ds, data.space
+    train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
+    validation = data.validation
     targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
     eval_cfg = dataclasses.replace(config.eval, lr=float(state.syn_lr))
     result, _ = evaluate.train_and_evaluate(
@@ -572,6 +582,7 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, train, 
         key=rng.stream(config.seed, "eval"),
         progress=progress,
         on_eval=lambda e: run.log(event="eval", **e),
+        validation=validation,
     )
     images = np.asarray(space.decode(state.images))
     hard = np.asarray(jnp.argmax(state.labels, -1))
@@ -607,9 +618,7 @@ def _evaluate_and_report(config, ds, space, model, state, history, init, train, 
         "noise": config.noise,
         "ipc": config.datm.ipc,
         "images": int(state.images.shape[0]),
-        "accuracy_mean": result.mean,
-        "accuracy_std": result.std,
-        "accuracies": result.accuracies[0].tolist(),
+        **result.summary(),
         "syn_lr": float(state.syn_lr),
         "iterations": int(state.iteration),
         "skipped_updates": int(state.skipped),

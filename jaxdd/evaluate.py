@@ -42,11 +42,33 @@ class EvalResult:
       lrs: the L learning rates.
       history: one dict per evaluation point (epoch, mean train loss,
         ``[L, S]`` test accuracy); the last one is the final accuracy.
+      val_accuracies: ``[L, S]`` final accuracy on the noisy validation split
+        against its GIVEN labels (None without one): the model-selection
+        criterion. Under symmetric noise of rate r < (C−1)/C it is the
+        affine, increasing ``(1 − r − r/(C−1))·clean + r/(C−1)`` of the clean
+        accuracy on that split, so it ranks settings as clean accuracy would.
     """
 
     accuracies: np.ndarray
     lrs: tuple[float, ...]
     history: list[dict]
+    val_accuracies: np.ndarray | None = None
+
+    def summary(self) -> dict:
+        """The summary fields of a single-lr result: final test accuracy, and validation."""
+        fields = {
+            "accuracy_mean": self.mean,
+            "accuracy_std": self.std,
+            "accuracies": self.accuracies[self._lr_index(None)].tolist(),
+        }
+        if self.val_accuracies is not None:
+            val = self.val_accuracies[self._lr_index(None)]
+            fields |= {
+                "val_accuracy_mean": float(val.mean()),
+                "val_accuracy_std": float(val.std()),
+                "val_accuracies": val.tolist(),
+            }
+        return fields
 
     def at_lr(self, lr: float) -> np.ndarray:
         """``[S]`` final test accuracies of the networks trained at learning rate `lr`."""
@@ -103,6 +125,7 @@ def train_and_evaluate(
     vectorize: bool | None = None,
     on_eval: Callable[[dict], None] | None = None,
     label: str = "evaluate",
+    validation: tuple[jax.typing.ArrayLike, jax.typing.ArrayLike] | None = None,
 ) -> tuple[EvalResult, Params]:
     """Trains ``num_seeds × len(lrs)`` fresh networks on (x, targets) and tests them.
 
@@ -122,6 +145,9 @@ def train_and_evaluate(
         by backend (`jaxdd.ops.loops.vectorize_runs`). Same results.
       on_eval: called with each history entry as it is made (metrics logging).
       label: the progress bar's label.
+      validation: ``([V, H, W, C], [V] int)`` a held-out split and its given
+        (noisy) labels; the final networks' accuracy on it is
+        `EvalResult.val_accuracies`.
 
     Returns:
       the `EvalResult` and the trained params, stacked ``[L·S, ...]``.
@@ -147,5 +173,9 @@ def train_and_evaluate(
         history.append(entry)
         if on_eval is not None:
             on_eval(entry)
-    result = EvalResult(np.asarray(history[-1]["test_accuracy"]), lrs, history)
+    val = None
+    if validation is not None:
+        x_val, y_val = parallel.replicate(tuple(validation), runner.mesh)
+        val = np.asarray(runner.test_accuracy(params, x_val, y_val)).reshape(len(lrs), -1)
+    result = EvalResult(np.asarray(history[-1]["test_accuracy"]), lrs, history, val)
     return result, params

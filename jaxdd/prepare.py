@@ -52,6 +52,12 @@ class Prepared:
         (`init_candidates`).
       source: the data before diversion (every sample, given labels), or
         None without diversion.
+      val_idx: ``[v]`` indices into ``ds.x_train`` of the validation split
+        (`carve_validation`), held out of every training stage; empty
+        without one.
+      val_x: ``[v, H, W, C] float32`` its images in the pixel space.
+      val_labels: ``[v]`` its GIVEN (noisy) labels: what model selection
+        may look at. Its clean labels are never used to choose anything.
     """
 
     ds: Dataset
@@ -64,6 +70,14 @@ class Prepared:
     weights: np.ndarray | None = None
     trusted: np.ndarray | None = None
     source: Prepared | None = None
+    val_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    val_x: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+
+    @property
+    def validation(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(val_x, val_labels)``: the noisy validation split, or None without one."""
+        return None if self.val_x is None else (self.val_x, self.val_labels)
 
     @property
     def given_size(self) -> int:
@@ -131,22 +145,47 @@ def stratified_cap(
     return np.sort(np.concatenate(picks))
 
 
+def carve_validation(
+    labels: np.ndarray, fraction: float, *, seed: int | np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, val)`` sorted positions: `fraction` of every class (by `labels`) held out.
+
+    Stratified on the given (noisy) labels, ``round(fraction · n_c)`` of
+    class c, but always leaving at least one sample of the class to train
+    on. How many of each class are held out does not depend on the seed.
+    """
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        take = min(round(fraction * len(members)), len(members) - 1)
+        val.append(rng.permutation(members)[:take])
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
 def prepare(
     dataset: str,
     noise: str,
     *,
     noise_seed: int = 0,
     max_train: int | None = None,
+    val_fraction: float = 0.0,
     zca: bool = False,
     trust: TADConfig | None = None,
     seed: int = 0,
     run: report.RunDir | None = None,
     saved_split: str | os.PathLike | None = None,
 ) -> Prepared:
-    """Loads, corrupts, caps and (optionally) diverts the training data.
+    """Loads, corrupts, caps, holds out a validation split, and (optionally) diverts.
 
-    The pixel space (and ZCA) is fitted on the images of all kept samples:
-    images are not noisy, only labels are. With `saved_split`, a
+    With `val_fraction` > 0, that share of the kept samples (stratified on
+    the given labels) becomes the noisy validation split: no training
+    stage (trust split, experts, distillation, evaluation) sees it, and
+    evaluations report their accuracy on it against the given labels — a
+    model-selection criterion that needs no clean label. The pixel space
+    (and ZCA) is fitted on the images of the training samples: images are
+    not noisy, only labels are. With `saved_split`, a
     ``trust_split.npz`` that `save_split` wrote (e.g. an earlier session of
     the same run), the trust split is read from it instead of computed.
     """
@@ -157,9 +196,21 @@ def prepare(
     idx = np.arange(len(ds.y_train))
     if max_train is not None:
         idx = stratified_cap(noisy.labels, max_train, seed=rng.numpy_rng(seed, "subset"))
+    val_idx = idx[:0]
+    if val_fraction > 0:
+        keep, held = carve_validation(
+            noisy.labels[idx], val_fraction, seed=rng.numpy_rng(seed, "validation")
+        )
+        idx, val_idx = idx[keep], idx[held]
     space = pixel_space(ds.x_train[idx], zca=zca)
     x = np.asarray(space.encode(ds.x_train[idx]))
-    prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space)
+    prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space, val_idx=val_idx)
+    if len(val_idx):
+        prepared = dataclasses.replace(
+            prepared,
+            val_x=np.asarray(space.encode(ds.x_train[val_idx])),
+            val_labels=noisy.labels[val_idx],
+        )
     if trust is None:
         return prepared
     if saved_split is None:
@@ -288,6 +339,7 @@ def prepare_for(
         config.noise,
         noise_seed=config.noise_seed,
         max_train=config.max_train,
+        val_fraction=config.val_fraction,
         zca=config.zca,
         trust=config.trust,
         seed=config.seed,

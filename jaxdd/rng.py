@@ -22,6 +22,7 @@ import numpy as np
 # cannot silently alias another stage's stream.
 STREAMS = (
     "subset",  # the stratified training subset (`max_train`)
+    "validation",  # the noisy validation split (`val_fraction`)
     "trust",  # TAD referees / the small-loss warm start
     "experts",  # expert inits, data order and augmentation
     "init",  # the distilled set's real-image initialisation

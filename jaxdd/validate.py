@@ -63,6 +63,7 @@ UNIT = Bound(0, 1)
 MOMENTUM = Bound(0, 1, open_high=True)
 FRACTION = Bound(0, 1, open_low=True)
 INTERIOR = Bound(0, 1, open_low=True, open_high=True)
+VALIDATION = Bound(0, 0.5)  # a held-out share: more than half would leave less to learn from
 
 
 # (class name, field) -> range; a tuple's items are checked one by one, None
@@ -73,6 +74,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         width=COUNT,
         depth=COUNT,
         max_train=COUNT,
+        val_fraction=VALIDATION,
         checkpoint_every=COUNT,
         log_every=COUNT,
         seed=NON_NEGATIVE,
@@ -83,6 +85,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         depth=COUNT,
         eval_every=COUNT,
         max_train=COUNT,
+        val_fraction=VALIDATION,
         seed=NON_NEGATIVE,
         noise_seed=NON_NEGATIVE,
     ),
@@ -221,6 +224,7 @@ def check_data(
     noise_seed: int,
     max_train: int | None,
     ipc: int | None,
+    val_fraction: float = 0.0,
     ipc_path: str = "ipc",
     label: Label = plain,
 ) -> None:
@@ -238,7 +242,7 @@ def check_data(
 
     from jaxdd.data.noise import make_noisy
     from jaxdd.data.registry import load_dataset
-    from jaxdd.prepare import stratified_cap
+    from jaxdd.prepare import carve_validation, stratified_cap
 
     ds = load_dataset(dataset)
     missing = np.setdiff1d(np.unique(ds.y_test), np.unique(ds.y_train))
@@ -252,6 +256,8 @@ def check_data(
     if max_train is not None:
         # How many samples of each class the cap keeps does not depend on its seed.
         labels = labels[stratified_cap(labels, max_train, seed=0)]
+    if val_fraction > 0:
+        labels = labels[carve_validation(labels, val_fraction, seed=0)[0]]  # counts: seed-free
     if ipc is not None:
         _check_ipc(labels, ds.class_names, ipc, label(ipc_path), max_train, label)
 

@@ -168,3 +168,14 @@ def test_erm_starts_from_its_own_defaults(capsys):
         "1000",
         "none",
     )
+
+
+def test_val_fraction_is_one_flag_for_both_commands_and_checked_before_work(capsys):
+    assert _settings(["distill", "--val-fraction", "0.1"], capsys)["val_fraction"] == "0.1"
+    assert _settings(["baseline", "--val-fraction", "0.2"], capsys)["val_fraction"] == "0.2"
+    assert "val_fraction" in _fails(["distill", "--val-fraction", "0.7"], capsys)
+    # digits at --max-train 100 keeps ~10 per class; a 50 % split leaves ~5 < --ipc 8
+    message = _fails(
+        ["distill", "--max-train", "100", "--val-fraction", "0.5", "--ipc", "8"], capsys
+    )
+    assert "images per class" in message

@@ -86,6 +86,8 @@ def test_cli_distill_end_to_end_and_resume(tmp_path, capsys):
         "4",
         "--max-train",
         "300",
+        "--val-fraction",
+        "0.1",
         "--num-experts",
         "2",
         "--expert-train-epochs",
@@ -137,7 +139,9 @@ def test_cli_distill_end_to_end_and_resume(tmp_path, capsys):
     assert cli.main([*more, "--allow-config-change"]) == 0  # resumed: 2 more iterations
     summary = json.loads((run / "summary.json").read_text())
     assert summary["iterations"] == 6 and len(summary["accuracies"]) == 2
-    assert abs(summary["train_size"] - 300) <= 10  # the stratified cap
+    assert abs(summary["train_size"] - 270) <= 10  # the stratified cap less the validation split
+    assert len(summary["val_accuracies"]) == 2  # on the noisy validation split, per seed
+    assert 0.0 <= summary["val_accuracy_mean"] <= 1.0
     assert 0.25 < summary["train_label_noise"] < 0.55  # about the injected 40 %
     assert len(list((tmp_path / "experts").iterdir())) == 1  # trajectories reused
     events = report.RunDir.at(run).read_events()

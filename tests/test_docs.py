@@ -54,8 +54,19 @@ def test_no_file_points_outside_the_repository():
 
 
 def test_design_documents_exist():
-    for name in ("algorithms.md", "architecture.md", "deviations.md"):
+    for name in ("algorithms.md", "architecture.md", "deviations.md", "defaults.md"):
         assert (ROOT / "docs" / name).is_file(), name
+
+
+def test_every_tad_and_datm_default_has_a_provenance_row():
+    import dataclasses
+
+    from jaxdd.trust.dual import TADConfig
+
+    table = (ROOT / "docs" / "defaults.md").read_text(encoding="utf-8")
+    tad = table[table.index("## TAD") :]
+    missing = [f.name for f in dataclasses.fields(TADConfig) if f"`{f.name}`" not in tad]
+    assert not missing, f"TAD defaults without a provenance row in docs/defaults.md: {missing}"
 
 
 def test_every_cited_algorithms_section_is_a_heading():

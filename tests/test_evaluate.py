@@ -141,3 +141,18 @@ def test_accuracy_matches_naive_count_with_padding(digits):
     naive = np.mean(np.argmax(MODEL.apply(params, xt), -1) == yt)
     got = accuracy(MODEL, params, jnp.asarray(xt), jnp.asarray(yt), batch_size=77)
     np.testing.assert_allclose(float(got), naive, atol=1e-6)
+
+
+def test_validation_accuracy_is_the_final_networks_accuracy_on_the_split(digits):
+    _, _, xt, yt = digits
+    # The test set given as the "validation" split: the same networks, the same numbers.
+    result, _ = _run(digits, lrs=(0.01, 0.1), validation=(xt, yt))
+    np.testing.assert_allclose(result.val_accuracies, result.accuracies, atol=1e-6)
+    wrong = (yt + 1) % 10  # every label wrong: right exactly where the clean one was missed
+    result, _ = _run(digits, validation=(xt[:200], wrong[:200]))
+    clean, _ = _run(digits, validation=(xt[:200], yt[:200]))
+    assert np.all(result.val_accuracies <= 1 - clean.val_accuracies + 1e-6)
+    summary = clean.summary()
+    assert summary["val_accuracies"] == clean.val_accuracies[0].tolist()
+    assert summary["accuracy_mean"] == clean.mean
+    assert "val_accuracy_mean" not in _run(digits)[0].summary()

@@ -1,6 +1,6 @@
 import numpy as np
 
-from jaxdd.prepare import prepare
+from jaxdd.prepare import carve_validation, prepare
 from jaxdd.trust.dual import TADConfig
 
 # Tiny referees: these tests check which samples each pool holds, not how well they are chosen.
@@ -27,3 +27,29 @@ def test_init_pool_picks_the_trusted_space_or_every_given_label():
     np.testing.assert_array_equal(clean, trusted.ds.y_train[trusted.source.idx])
     # the training data itself is still only the trusted space
     assert len(trusted.labels) == trusted.trusted.sum() < len(x)
+
+
+def test_carve_validation_is_stratified_disjoint_and_seed_free_in_its_counts():
+    labels = np.repeat(np.arange(4), [50, 30, 11, 1])
+    train, val = carve_validation(labels, 0.2, seed=0)
+    assert np.intersect1d(train, val).size == 0
+    assert np.union1d(train, val).size == len(labels)
+    np.testing.assert_array_equal(np.bincount(labels[val], minlength=4), [10, 6, 2, 0])
+    other = carve_validation(labels, 0.2, seed=1)[1]
+    assert not np.array_equal(val, other)  # other samples ...
+    counts = np.bincount(labels[other], minlength=4)
+    np.testing.assert_array_equal(counts, [10, 6, 2, 0])  # ... as many
+
+
+def test_the_validation_split_is_held_out_of_every_stage_and_keeps_given_labels():
+    full = prepare("digits", "symmetric:0.4", max_train=400)
+    data = prepare("digits", "symmetric:0.4", max_train=400, val_fraction=0.25, trust=SMALL_LOSS)
+    source = data.source
+    held = np.round(0.25 * np.bincount(full.labels)).sum()  # a quarter of every class
+    assert len(data.val_idx) == len(data.val_labels) == len(data.val_x) == held
+    assert np.union1d(source.idx, data.val_idx).size == len(full.idx)  # the same cap, split
+    assert np.intersect1d(source.idx, data.val_idx).size == 0
+    assert len(data.split.trusted) == len(source.idx)  # the trust split never saw it
+    np.testing.assert_array_equal(data.val_labels, data.noisy.labels[data.val_idx])  # given
+    np.testing.assert_allclose(data.val_x, data.space.encode(data.ds.x_train[data.val_idx]))
+    assert full.validation is None
