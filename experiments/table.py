@@ -59,6 +59,11 @@ def accuracy_rows(runs: dict[str, dict]) -> list[dict]:
             {
                 "row": ROWS.get(key, key),
                 "accuracy (%)": mean_std(run["accuracies"]),
+                **(
+                    {"noisy-validation accuracy (%)": mean_std(run["val_accuracies"])}
+                    if "val_accuracies" in run
+                    else {}
+                ),
                 "seeds": str(len(run["accuracies"])),
                 "trained on / distilled from": "—" if size is None else str(size),
                 "its label noise (%)": _pct(run.get("train_label_noise")),
@@ -120,7 +125,8 @@ def tables(root: pathlib.Path, clean: pathlib.Path | None = None, extra: dict | 
             if (run := _extra_run(folder, path)) is not None:
                 runs[label] = load_run(run)
         rows = accuracy_rows(runs)
-        out += [f"### {folder.name}", "", format_table(rows, list(rows[0]))]
+        columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's
+        out += [f"### {folder.name}", "", format_table(rows, columns)]
         trust = trust_rows(runs)
         if trust:
             out += ["", format_table(trust, list(trust[0]))]

@@ -76,3 +76,15 @@ def test_an_extra_row_named_inside_the_noise_folders_joins_only_their_tables(tmp
     asym, sym = text.split("### symmetric0.4")
     assert "earlier TAD" in sym and "60.00" in sym
     assert "earlier TAD" not in asym
+
+
+def test_a_noisy_validation_column_appears_when_any_row_has_one(tmp_path):
+    table = _module()
+    _run(tmp_path / "symmetric0.4" / "datm", {"accuracies": [0.7]}, [])
+    selected = {"accuracies": [0.8, 0.82], "val_accuracies": [0.5, 0.52]}
+    _run(tmp_path / "symmetric0.4" / "tad-datm", selected, [])
+    lines = [line for line in table.tables(tmp_path).splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")]
+    column = header.index("noisy-validation accuracy (%)")
+    cells = {line.split("|")[1].strip(): line.split("|")[column].strip() for line in lines[1:]}
+    assert cells == {"DATM on noisy data": "", "TAD + DATM": "51.00 ± 1.00"}
