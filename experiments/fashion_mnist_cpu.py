@@ -3,7 +3,10 @@
 They show the pipeline's behaviour at small scale; they are NOT the
 published protocol (ConvNet-128, 100 experts, 5000-10000 iterations, 1000
 evaluation epochs). Every number they produce is labelled "reduced CPU
-config" in the README. Commands::
+config" in the README. Their experts train with plain SGD: GSAM, which the
+DATM rows of experiments/datm.py use as DATM does, costs two gradients per
+step. Evaluating at batch 256 or DATM's 128 is the same here: IPC 10 is
+100 images, one batch either way. Commands::
 
     # baselines (ConvNet-64 ERM on the full clean training set; random IPC 10, ConvNet-128)
     jaxdd baseline --dataset fashion_mnist --noise none --kind erm --width 64 --epochs 10 \

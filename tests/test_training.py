@@ -14,7 +14,7 @@ from jaxdd.ops.train import TrainConfig, init_state, make_train_step
 from jaxdd.training import Runner
 
 MODEL = make_convnet(ConvNetSpec(10, (8, 8, 1), width=4, depth=2))
-# 3 epochs × 3 steps = 9 steps: several 4-step CPU chunks per segment, DSA on.
+# 3 epochs × 3 steps = 9 steps: several 2-step CPU chunks per segment, DSA on.
 CONFIG = TrainConfig(epochs=3, batch_size=32, lr_milestones=(), dsa=True, num_seeds=2)
 
 

@@ -56,7 +56,7 @@ def test_cpu_unrolls_and_accelerator_paths_roll():
         assert unroll_param() == ["unroll=1"]  # a rolled loop
         assert loops.default_chunk(10_000) == 500
     assert loops.on_cpu()  # restored on exit
-    assert loops.default_chunk(10_000) == 4 and loops.default_chunk(3) == 3
+    assert loops.default_chunk(10_000) == 2 and loops.default_chunk(1) == 1
 
 
 def test_accelerator_paths_is_restored_after_an_error():
