@@ -569,7 +569,6 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, init, ru
     """
     ds, space = data.ds, data.space
     train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
-    validation = data.validation
     targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
     eval_cfg = dataclasses.replace(config.eval, lr=float(state.syn_lr))
     result, _ = evaluate.train_and_evaluate(
@@ -582,7 +581,7 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, init, ru
         key=rng.stream(config.seed, "eval"),
         progress=progress,
         on_eval=lambda e: run.log(event="eval", **e),
-        validation=validation,
+        validation=data.validation,
     )
     images = np.asarray(space.decode(state.images))
     hard = np.asarray(jnp.argmax(state.labels, -1))

@@ -55,9 +55,8 @@ class Prepared:
       val_idx: ``[v]`` indices into ``ds.x_train`` of the validation split
         (`carve_validation`), held out of every training stage; empty
         without one.
-      val_x: ``[v, H, W, C] float32`` its images in the pixel space.
-      val_labels: ``[v]`` its GIVEN (noisy) labels: what model selection
-        may look at. Its clean labels are never used to choose anything.
+      val_x: ``[v, H, W, C] float32`` its images in the pixel space (None
+        without one).
     """
 
     ds: Dataset
@@ -72,7 +71,12 @@ class Prepared:
     source: Prepared | None = None
     val_idx: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     val_x: np.ndarray | None = None
-    val_labels: np.ndarray | None = None
+
+    @property
+    def val_labels(self) -> np.ndarray:
+        """``[v]`` the validation split's GIVEN (noisy) labels: what model selection
+        may look at. Its clean labels are never used to choose anything."""
+        return self.noisy.labels[self.val_idx]
 
     @property
     def validation(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -204,13 +208,8 @@ def prepare(
         idx, val_idx = idx[keep], idx[held]
     space = pixel_space(ds.x_train[idx], zca=zca)
     x = np.asarray(space.encode(ds.x_train[idx]))
-    prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space, val_idx=val_idx)
-    if len(val_idx):
-        prepared = dataclasses.replace(
-            prepared,
-            val_x=np.asarray(space.encode(ds.x_train[val_idx])),
-            val_labels=noisy.labels[val_idx],
-        )
+    val_x = np.asarray(space.encode(ds.x_train[val_idx])) if len(val_idx) else None
+    prepared = Prepared(ds, noisy, idx, x, noisy.labels[idx], space, val_idx=val_idx, val_x=val_x)
     if trust is None:
         return prepared
     if saved_split is None:

@@ -44,6 +44,11 @@ def _final_snapshots(trajectories: Params) -> Params:
     return jax.tree.map(lambda leaf: leaf[:, -1], trajectories)
 
 
+def _first_expert_final(trajectories: Params) -> Params:
+    """The first expert's final snapshot: DATM's filter, and its ``real``-init labeller."""
+    return jax.tree.map(lambda leaf: leaf[0], _final_snapshots(trajectories))
+
+
 def _logits(model: Model, params: Params, x: np.ndarray, batch: int = 512) -> np.ndarray:
     """``[N, C]`` logits of one network, batched on the host side."""
     apply = jax.jit(model.apply)
@@ -65,7 +70,7 @@ def choose_images(
 ) -> tuple[np.ndarray, int]:
     """``([C·ipc] indices, filled)`` by the ``real`` or ``correct`` rule."""
     rng = np.random.default_rng(seed)
-    first_expert = jax.tree.map(lambda leaf: leaf[0], _final_snapshots(trajectories))
+    first_expert = _first_expert_final(trajectories)
     chosen, filled = [], 0
     for c in range(num_classes):
         members = rng.permutation(np.flatnonzero(labels == c))
@@ -127,8 +132,7 @@ def initialise(
         model, trajectories, x, labels, num_classes, ipc, how=how, seed=seed
     )
     if soft_labels and how == "real":
-        first = jax.tree.map(lambda leaf: leaf[0], _final_snapshots(trajectories))
-        y = _logits(model, first, x[idx])
+        y = _logits(model, _first_expert_final(trajectories), x[idx])
     elif soft_labels:
         y = expert_label_logits(model, trajectories, x[idx], labels[idx])
     else:
