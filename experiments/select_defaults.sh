@@ -25,14 +25,15 @@ config=experiments/fashion_mnist_cpu.py:datm-ipc10
 declare -A settings=(
   [datm]=""
   [tad-datm]="--trust tad"
-  [tad-averaged-datm]="--trust tad --set trust.signal=averaged"
+  [tad-folds1-datm]="--trust tad --set trust.folds=1"
+  [tad-relative-datm]="--trust tad --set trust.signal=relative"
   [tad-margin-datm]="--trust tad --set trust.signal=margin"
   [tad-kappa0.8-datm]="--trust tad --set trust.kappa=0.8"
   [tad-kappa0.95-datm]="--trust tad --set trust.kappa=0.95"
   [tad-no-recall-margin-datm]="--trust tad --set trust.recall_margin=false"
   [tad-trusted-init-datm]="--trust tad --set trust.init_pool=trusted"
 )
-order="datm tad-datm tad-averaged-datm tad-margin-datm tad-kappa0.8-datm tad-kappa0.95-datm \
+order="datm tad-datm tad-folds1-datm tad-relative-datm tad-margin-datm tad-kappa0.8-datm tad-kappa0.95-datm \
 tad-no-recall-margin-datm tad-trusted-init-datm"
 candidates=${CANDIDATES:-$order}
 

@@ -2,7 +2,8 @@
 
 Reduced CPU protocol: Fashion-MNIST, the stratified 10 000-image training
 subset of experiments/fashion_mnist_noisy_cpu.sh (``max_train=10000``, seed
-0), ConvNet-32 referees with `TADConfig`'s defaults except the signal. For
+0), ConvNet-32 referees with `TADConfig`'s defaults except the signal (and
+``--folds``). Each row records the settings that changed since the first rows. For
 each noise and signal one JSON line is appended to
 ``experiments/results/trust_split/rows.jsonl`` when the row finishes; rows
 already there are skipped, so the script resumes after an interruption.
@@ -30,12 +31,26 @@ RESULTS = pathlib.Path(__file__).parent / "results" / "trust_split"
 ROUND_KEYS = ("round", "tau", "partition", "trusted", "added", "revoked", "proposed", "admitted")
 
 
-def done_rows(path: pathlib.Path) -> set[tuple[str, str, str]]:
-    """(dataset, noise, signal) of the rows already in `path`."""
+# Rows written before cross-fitting carry no setting: they ran the first setting's
+# defaults (one fold, τ 0.9 → 0.5, 100 warm-start and 50 round steps).
+FIRST_SETTING = {"folds": 1, "tau_start": 0.9, "warmup_steps": 100, "steps_per_round": 50}
+
+
+def setting(row: dict) -> dict:
+    """The `TADConfig` fields a row ran with that differ between its settings."""
+    return {k: row.get("setting", FIRST_SETTING).get(k, v) for k, v in FIRST_SETTING.items()}
+
+
+def done_rows(path: pathlib.Path) -> set[tuple]:
+    """(dataset, noise, signal, setting) of the rows already in `path`."""
     if not path.exists():
         return set()
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["dataset"], r["noise"], r["signal"]) for r in rows}
+    return {_key(r["dataset"], r["noise"], r["signal"], setting(r)) for r in rows}
+
+
+def _key(dataset: str, noise: str, signal: str, fields: dict) -> tuple:
+    return (dataset, noise, signal, tuple(sorted(fields.items())))
 
 
 def summarise(split, clean: np.ndarray, given: np.ndarray) -> dict:
@@ -72,12 +87,13 @@ def _round_noise(stats: dict) -> dict:
     }
 
 
-def run_row(dataset: str, noise: str, signal: str, max_train: int) -> dict:
-    """One TAD split with `signal`; returns the row."""
+def run_row(dataset: str, noise: str, config: TADConfig, max_train: int) -> dict:
+    """One TAD split with `config`; returns the row."""
     start = time.time()
-    data = prepare(dataset, noise, max_train=max_train, trust=TADConfig(signal=signal), seed=0)
+    data = prepare(dataset, noise, max_train=max_train, trust=config, seed=0)
     source = data.source
-    row = {"dataset": dataset, "noise": noise, "signal": signal, "max_train": max_train}
+    row = {"dataset": dataset, "noise": noise, "signal": config.signal, "max_train": max_train}
+    row["setting"] = {k: getattr(config, k) for k in FIRST_SETTING}
     row |= summarise(data.split, source.clean, source.labels)
     return row | {"seconds": round(time.time() - start, 1)}
 
@@ -88,16 +104,19 @@ def main() -> None:
     parser.add_argument("--noise", nargs="+", default=["symmetric:0.4", "asymmetric:0.4"])
     parser.add_argument("--signal", nargs="+", default=["averaged", "margin", "relative", "loss"])
     parser.add_argument("--max-train", type=int, default=10000)
+    parser.add_argument("--folds", type=int, default=TADConfig.folds, help="trust.folds")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "rows.jsonl")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = done_rows(args.out)
     for noise in args.noise:
         for signal in args.signal:
-            if (args.dataset, noise, signal) in done:
+            config = TADConfig(signal=signal, folds=args.folds)
+            fields = {k: getattr(config, k) for k in FIRST_SETTING}
+            if _key(args.dataset, noise, signal, fields) in done:
                 print(f"== {noise} {signal}: done, skipped", flush=True)
                 continue
-            row = run_row(args.dataset, noise, signal, args.max_train)
+            row = run_row(args.dataset, noise, config, args.max_train)
             with args.out.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"== {noise} {signal}: {json.dumps(row)}", flush=True)

@@ -45,7 +45,9 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def map_runs(fn: Callable, in_axes: tuple, *, vectorize: bool, donate: bool = False) -> Callable:
+def map_runs(
+    fn: Callable, in_axes: tuple, *, vectorize: bool, donate: tuple[int, ...] = ()
+) -> Callable:
     """``fn`` over a leading runs axis: one jitted vmap, or a loop of one jitted fn.
 
     Both give the same results (the loop is what `vmap` means); which one is
@@ -57,11 +59,10 @@ def map_runs(fn: Callable, in_axes: tuple, *, vectorize: bool, donate: bool = Fa
       fn: a function of one run.
       in_axes: per positional argument, 0 (mapped over runs) or None (shared).
       vectorize: vmap (True) or loop (False).
-      donate: donate the mapped arguments' buffers (vmap mode).
+      donate: positions of the arguments whose buffers are donated (vmap mode).
     """
     if vectorize:
-        donated = tuple(i for i, a in enumerate(in_axes) if a == 0) if donate else ()
-        return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donated)
+        return jax.jit(jax.vmap(fn, in_axes=in_axes), donate_argnums=donate)
     single = jax.jit(fn)
 
     def looped(*args):

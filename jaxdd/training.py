@@ -34,14 +34,15 @@ _FAMILY_STREAM = 0x5EED
 
 
 @functools.lru_cache(maxsize=16)
-def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths):
+def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths, per_run):
     """The jitted (init, run_chunk, test_accuracy) of one training setup.
 
     Cached so that repeated evaluations of the same setup (seeds of a sweep,
     successive distilled sets) reuse one compilation; `cpu_paths` keys the
-    loop structure (`jaxdd.ops.loops.on_cpu`). `run_chunk` donates
-    its state when vectorised: it may only be given a state that nobody
-    else holds (`Runner.run`).
+    loop structure (`jaxdd.ops.loops.on_cpu`), `per_run` whether the
+    targets have a runs axis. `run_chunk` donates its state when
+    vectorised: it may only be given a state that nobody else holds
+    (`Runner.run`).
     """
     step = make_train_step(model, config, total_steps, preprocess)
 
@@ -60,8 +61,8 @@ def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths
         )
 
     init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
-    axes = (0, None, None, None, None, None)
-    run_chunk = parallel.map_runs(run, axes, vectorize=vectorize, donate=True)
+    axes = (0, None, None, None, 0 if per_run else None, None)
+    run_chunk = parallel.map_runs(run, axes, vectorize=vectorize, donate=(0,))
     test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
     return init, run_chunk, test_acc
 
@@ -105,7 +106,10 @@ class Runner:
     Args:
       model: the network.
       x: ``[N, H, W, C]`` training images.
-      targets: ``[N, num_classes]`` float targets.
+      targets: ``[N, num_classes]`` float targets shared by the runs, or
+        ``[R, N, num_classes]``, one set per run (e.g. TAD's cross-fitted
+        referees, each labelled on its own fold; an all-zero row is
+        unlabelled, `jaxdd.ops.train.make_train_step`).
       config: the training protocol (how many runs there are is the number
         of keys given to `init`; `train_and_evaluate` and `train_experts`
         pass `config.num_seeds` keys).
@@ -132,6 +136,7 @@ class Runner:
         self.chunk = _chunk(self.total_steps)
         self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize
         self._x, self._targets = x, targets
+        self.per_run_targets = np.ndim(targets) == 3
         self.mesh = None  # set by `_place`
         self._init, self._run_chunk, self.test_accuracy = _kernels(
             model,
@@ -140,6 +145,7 @@ class Runner:
             preprocess,
             self.vectorize,
             loops.on_cpu(),
+            self.per_run_targets,
         )
 
     def init(self, keys: jax.Array, lrs: jax.Array) -> TrainState:
@@ -158,8 +164,15 @@ class Runner:
         its data as one that started it, so both compile the same program.
         """
         if self.mesh is None:
+            if self.per_run_targets and len(self._targets) != num_runs:
+                raise ValueError(
+                    f"per-run targets have {len(self._targets)} runs, the state {num_runs}: "
+                    "give one [N, C] target set per run"
+                )
             self.mesh = parallel.runs_mesh(num_runs, self.devices)
-            self._x, self._targets = parallel.replicate((self._x, self._targets), self.mesh)
+            self._x = parallel.replicate(self._x, self.mesh)
+            place = parallel.shard_runs if self.per_run_targets else parallel.replicate
+            self._targets = place(self._targets, self.mesh)
 
     def run(
         self,

@@ -287,7 +287,7 @@ def _sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarr
 def instance_dependent(
     labels: np.ndarray, rate: float, num_classes: int, *, features: np.ndarray, seed: int
 ) -> NoisyLabels:
-    """Part-dependent instance noise of Xia et al. 2020 (docs/algorithms.md §0.4).
+    """Instance-dependent noise, Xia et al. 2020's generator (docs/algorithms.md §0.4).
 
     Per sample, a flip rate ``q_i ~ TruncNormal(rate, 0.1, [0, 1])``; a random
     projection ``W: [C, D, C]`` scores the other classes with

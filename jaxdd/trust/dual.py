@@ -7,7 +7,8 @@ design of each round k:
 
 1. train the referees (`referee.py`) — round 0: a warm start on ALL data;
    later rounds: the trusted samples with their current labels, plus the
-   consistency term on every sample;
+   consistency term on every sample; cross-fitted (`TADConfig.folds`): each
+   referee is labelled on one fold and judges only the others;
 2. outer loop: per-sample losses → class-wise GMM → trust scores → trusted if
    score > τ_k, τ_k moving from `tau_start` (strict) to `tau_end`
    (`partition.py`, one jitted function);
@@ -28,18 +29,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdd.errors import ConfigError
 from jaxdd.models.convnet import Model
 from jaxdd.ops.train import TrainConfig
 from jaxdd.training import Runner
 from jaxdd.trust.partition import partition, small_loss_selection, threshold_schedule
-from jaxdd.trust.recalibrate import admit_recalls, recalibrate
+from jaxdd.trust.recalibrate import (
+    admit_recalls,
+    estimate_transition,
+    label_posterior,
+    recalibrate,
+)
 from jaxdd.trust.referee import (
     RefereeView,
     averaged_view,
+    deal_folds,
+    first_judges,
+    fold_targets,
+    judges,
     look,
     referee_targets,
     relative_losses,
 )
+
+# Folded into the referees' key for the deal of the samples into folds.
+_FOLD_STREAM = 0xF01D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +64,11 @@ class TADConfig:
       rounds: K rounds of partition + recalibration.
       referees: R referee networks trained at once.
       width: referee ConvNet width (small: referees only rank samples).
+      folds: F, cross-fitting of the referees (`referee.judges`): referee r
+        is labelled on fold r mod F only and judges the samples of the other
+        folds, so every signal, recall and revocation rests on referees that
+        never saw the sample's label; 1 turns it off (every referee trained on
+        and judging every sample). Needs referees ≥ folds.
       warmup_steps: SGD steps of the warm start on all data (early-learning
         regime), rounded up to whole epochs; steps rather than epochs so
         that one setting suits 1k and 60k-sample sets.
@@ -70,6 +89,10 @@ class TADConfig:
         confidence was tried and rejected: it is lowest for the confusable
         classes, where recall errs most.
       shrinkage: covariance shrinkage of the Mahalanobis distance.
+      anchor_quantile: where a class's anchor points start in the referees'
+        probability of it (`recalibrate.estimate_transition`), for the noise
+        transition matrix that corrects the estimates recall admission
+        compares.
       gmm_iterations: EM steps of the class-wise mixtures.
       mode: ``tad`` (dual loop) or ``small-loss`` (the two-stage baseline:
         keep the `keep_ratio` smallest-loss samples per class after the warm
@@ -115,21 +138,23 @@ class TADConfig:
     rounds: int = 3
     referees: int = 2
     width: int = 32
-    warmup_steps: int = 100
-    steps_per_round: int = 50
+    folds: int = 2
+    warmup_steps: int = 200
+    steps_per_round: int = 100
     lr: float = 0.01
     batch_size: int = 256
     consistency: float = 1.0
-    tau_start: float = 0.9
+    tau_start: float = 0.99
     tau_end: float = 0.5
     kappa_warm: float = 0.5
     kappa: float = 0.9
     shrinkage: float = 0.1
+    anchor_quantile: float = 0.97
     gmm_iterations: int = 50
     mode: Literal["tad", "small-loss"] = "tad"
     keep_ratio: float = 0.5
     rebalance: bool = True
-    signal: Literal["loss", "relative", "averaged", "margin"] = "relative"
+    signal: Literal["loss", "relative", "averaged", "margin"] = "averaged"
     signal_epochs: int = 3
     recall_margin: bool = True
     diversion: Literal["select", "weight"] = "select"
@@ -175,18 +200,23 @@ class TrustSplit(NamedTuple):
     recalled: np.ndarray | None = None
 
 
-def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, round_k=0):
+def _train(model, x, labels, trusted, num_classes, config, epochs, state, key, judged, round_k=0):
     """Referee training: a fresh warm start (`state` None) or round `round_k` from `state`.
 
     Every round restarts the step count at 0, so the referees' keys are
     folded with the round: otherwise each round would replay the warm
-    start's batch order and augmentations.
+    start's batch order and augmentations. Referee r is labelled on the
+    trusted samples it does not judge (`judged`, ``[R, N] bool``); with one
+    fold, on every trusted sample.
 
     Returns:
       the states after each of the last `config.signal_epochs` epochs, oldest
       first (the last one continues the loop).
     """
-    targets = referee_targets(labels, trusted, num_classes)
+    if config.folds > 1:
+        targets = fold_targets(labels, trusted, num_classes, judged)
+    else:
+        targets = referee_targets(labels, trusted, num_classes)
     runner = Runner(model, x, targets, config.referee_train(epochs))
     if state is None:
         keys = jax.random.split(key, config.referees)
@@ -262,7 +292,7 @@ def diversion_weights(
     return class_prior_weights(split.labels, base, prior_labels, num_classes)
 
 
-def diagnostics(masks: dict, labels, given, clean) -> dict:
+def diagnostics(masks: dict, labels, given, clean, proposed_labels=None) -> dict:
     """Per-round sizes and, when `clean` is given, label-quality diagnostics.
 
     Args:
@@ -273,6 +303,8 @@ def diagnostics(masks: dict, labels, given, clean) -> dict:
       labels: ``[N] int`` labels after the round.
       given: ``[N] int`` given labels.
       clean: ``[N] int`` true labels, used for nothing but these statistics, or None.
+      proposed_labels: ``[N] int`` the labels the recalls proposed (for the
+        accuracy of the rejected ones), or None.
     """
     trusted = masks["trusted"]
     stats = {name: int(mask.sum()) for name, mask in masks.items()}
@@ -292,7 +324,9 @@ def diagnostics(masks: dict, labels, given, clean) -> dict:
         "precision": rate(right, trusted) or 0.0,
         "clean_recall": float(trusted[given == clean].mean()),
         "recalibration_accuracy": rate(right, masks["admitted"]),
-        "rejected_recall_accuracy": rate(right, rejected) if rejected.any() else None,
+        "rejected_recall_accuracy": rate(proposed_labels == clean, rejected)
+        if rejected.any() and proposed_labels is not None
+        else None,
         "remaining_noise": None if not trusted.any() else 1 - rate(right, trusted),
         "noise_before_recall": None if not before.any() else 1 - rate(given_right, before),
     }
@@ -340,21 +374,30 @@ def run_tad(
     Returns:
       the `TrustSplit`.
     """
+    if config.folds > 1 and config.referees < config.folds:
+        raise ConfigError(
+            f"trust.folds={config.folds} needs at least as many referees, got "
+            f"trust.referees={config.referees}: raise trust.referees or lower trust.folds"
+        )
     n = len(noisy_labels)
     given = noisy_labels.astype(np.int32)
     labels, trusted = given.copy(), np.ones(n, bool)
+    folds = deal_folds(n, config.folds, jax.random.fold_in(key, _FOLD_STREAM))
+    judged = judges(folds, config.referees, config.folds)
     warmup = config.epochs(config.warmup_steps, n)
-    states = _train(model, x, labels, trusted, num_classes, config, warmup, None, key)
+    states = _train(model, x, labels, trusted, num_classes, config, warmup, None, key, judged)
     if config.mode == "small-loss":
-        return _small_loss(model, x, labels, num_classes, config, states, clean_labels, on_round)
+        view = look(model, states[-1].params, x, labels, judged=judged)
+        return _small_loss(view, labels, num_classes, config, clean_labels, on_round)
     trusted, recalled, rounds = np.zeros(n, bool), np.zeros(n, bool), []
+    groups = first_judges(judged)
     for k in range(config.rounds):
         if k > 0:
             epochs = config.epochs(config.steps_per_round, n)
             states = _train(
-                model, x, labels, trusted, num_classes, config, epochs, states[-1], key, k
+                model, x, labels, trusted, num_classes, config, epochs, states[-1], key, judged, k
             )
-        views = [look(model, s.params, x, labels) for s in states]
+        views = [look(model, s.params, x, labels, judged=judged) for s in states]
         tau = threshold_schedule(k, config.rounds, config.tau_start, config.tau_end)
         signal = partition_signal(views, labels, config.signal)
         split, scores = _partition_fn(num_classes, config.gmm_iterations, n)(
@@ -362,12 +405,16 @@ def run_tad(
         )
         seen, scores = labels, np.asarray(scores)
         candidates = trusted | np.asarray(split)
-        masks, labels = _round_step(views[-1], labels, given, candidates, recalled, k, config)
+        masks, labels, estimates = _round_step(
+            views[-1], labels, given, candidates, recalled, k, config, groups
+        )
+        proposed_labels = estimates.pop("proposed_labels")
         masks["added"] = masks["trusted"] & ~trusted
         trusted = masks["trusted"]
         recalled = (recalled & ~masks["revoked"]) | masks["admitted"]
         stats = {"round": k, "tau": tau, "partition": int(np.asarray(split).sum())}
-        stats |= diagnostics(masks, labels, given, clean_labels) | _tau_reach(scores, config)
+        stats |= estimates | diagnostics(masks, labels, given, clean_labels, proposed_labels)
+        stats |= _tau_reach(scores, config)
         rounds.append(stats)
         if on_round is not None:
             on_round(stats)
@@ -375,24 +422,32 @@ def run_tad(
     return TrustSplit(trusted, labels, scores, signal, seen, rounds, recalled)
 
 
-def _round_step(view, labels, given, candidates, recalled, round_k, config):
+def _round_step(view, labels, given, candidates, recalled, round_k, config, groups=None):
     """Revocation and admitted recall on the trusted space `candidates` of one round.
 
+    `groups` (``[N] int``, `referee.first_judges`) names the referee whose
+    features each sample has: anchors, covariance and recalls are computed
+    within each group, in its referee's feature space, from the samples it
+    judges (default: one group).
+
+    Recalls are admitted on the label posterior (`recalibrate.label_posterior`,
+    with the transition matrix estimated from this round's referees).
+
     Returns:
-      ``(masks, labels)``: the round's ``[N] bool`` sets (`diagnostics`, less
-      ``added``) and the labels after it.
+      ``(masks, labels, estimates)``: the round's ``[N] bool`` sets
+      (`diagnostics`, less ``added``), the labels after it and its label-free
+      noise estimates (`_estimates`) with ``proposed_labels``, the ``[N]``
+      labels recall proposed.
     """
-    kappa = config.kappa_warm if round_k == 0 else config.kappa
-    num_classes = view.probs.shape[-1]
-    recal = _recalibrate_fn(num_classes, kappa, config.shrinkage, config.recall_margin)(
-        view.features, jnp.asarray(labels), candidates, view.probs
-    )
-    supported, candidate = np.asarray(recal.supported), np.asarray(recal.candidate)
+    supported, candidate = _recalibrate_groups(view, labels, candidates, round_k, config, groups)
     revoked = recalled & ~(supported & (candidate == labels))
     before = candidates & ~revoked
     labels = np.where(revoked, given, labels).astype(np.int32)
-    proposed, probs = np.asarray(recal.recalled), np.asarray(view.probs)
-    admitted = admit_recalls(proposed, candidate, before, labels, probs, num_classes)
+    proposed, probs = ~candidates & supported, np.asarray(view.probs, np.float64)
+    transition = estimate_transition(probs, given, probs.shape[-1], config.anchor_quantile)
+    # Round 0's referees come from the warm start on every given label.
+    posterior = label_posterior(probs, given, transition, noisy=round_k == 0)
+    admitted = admit_recalls(proposed, candidate, before, labels, posterior, probs.shape[-1])
     masks = {
         "trusted": before | admitted,
         "before_recall": before,
@@ -400,7 +455,38 @@ def _round_step(view, labels, given, candidates, recalled, round_k, config):
         "proposed": proposed,
         "admitted": admitted,
     }
-    return masks, np.where(admitted, candidate, labels).astype(np.int32)
+    labels = np.where(admitted, candidate, labels).astype(np.int32)
+    estimates = _estimates(posterior, transition, labels, before, masks["trusted"])
+    return masks, labels, estimates | {"proposed_labels": candidate}
+
+
+def _estimates(posterior, transition, labels, before, trusted) -> dict:
+    """The round's label-free estimates: noise rate of the given labels, trusted-space noise."""
+    rows = np.arange(len(labels))
+
+    def noise(mask):
+        return float(1.0 - posterior[rows[mask], labels[mask]].mean()) if mask.any() else None
+
+    return {
+        "estimated_label_noise": float(1.0 - np.mean(np.diag(transition))),
+        "estimated_noise_before_recall": noise(before),
+        "estimated_remaining_noise": noise(trusted),
+    }
+
+
+def _recalibrate_groups(view, labels, trusted, round_k, config, groups):
+    """``(supported, candidate)``, both ``[N]``, from `recalibrate` run once per feature group."""
+    kappa = config.kappa_warm if round_k == 0 else config.kappa
+    num_classes = view.probs.shape[-1]
+    fn = _recalibrate_fn(num_classes, kappa, config.shrinkage, config.recall_margin)
+    groups = np.zeros(len(labels), np.int32) if groups is None else groups
+    supported, candidate = np.zeros(len(labels), bool), np.zeros(len(labels), np.int32)
+    for g in np.unique(groups):
+        member = groups == g
+        recal = fn(view.features, jnp.asarray(labels), trusted & member, view.probs)
+        supported[member] = np.asarray(recal.supported)[member]
+        candidate[member] = np.asarray(recal.candidate)[member]
+    return supported, candidate
 
 
 def partition_signal(views: list[RefereeView], labels: np.ndarray, kind: str) -> jax.Array:
@@ -420,8 +506,7 @@ def partition_signal(views: list[RefereeView], labels: np.ndarray, kind: str) ->
     return losses if kind == "averaged" else gaps
 
 
-def _small_loss(model, x, labels, num_classes, config, states, clean_labels, on_round):
-    view = look(model, states[-1].params, x, labels)
+def _small_loss(view, labels, num_classes, config, clean_labels, on_round):
     keep = np.asarray(
         small_loss_selection(view.losses, jnp.asarray(labels), num_classes, config.keep_ratio)
     )

@@ -21,8 +21,14 @@ jaxdd's design:
   distances differ by a lot and it saturates at 1 for almost every sample,
   so the minimum with the referee's term keeps a sample out unless the
   referee is confident too;
-* a proposed recall is admitted only where it does not lower the referees'
-  own estimate of the trusted space's label precision (`admit_recalls`).
+* a proposed recall is admitted only where it does not lower the estimated
+  label precision of the trusted space (`admit_recalls`). The estimate of a
+  sample's true class is the referees' probability corrected by the given
+  label through the noise transition matrix (`label_posterior`), the matrix
+  estimated from the referees' anchor points (`estimate_transition`): the
+  referees' own probability of a recall is the very number it was selected
+  on, so it is optimistic exactly where recall errs, on clean samples of a
+  look-alike class that the referees confidently misread.
 """
 
 from __future__ import annotations
@@ -229,9 +235,11 @@ def admit_recalls(
     """The recalls that do not make the trusted space noisier by the referees' own estimate.
 
     A group's label precision is estimated, without clean labels, by the
-    referees' mean probability of its labels. The trusted members were
-    trained on with their labels, so their estimate is inflated, and the
-    comparison leans against recall. Per class c, the recalls into c with
+    referees' mean probability of its labels. With cross-fitted referees
+    (`TADConfig.folds` > 1) both sides are held-out judgements, so like is
+    compared with like; with one fold the trusted members were trained on
+    with their labels, their estimate is inflated, and the comparison leans
+    against recall. Per class c, the recalls into c with
     the highest estimate p̄(c) are admitted as long as their mean estimate
     reaches that of the trusted members of c; then, over the admitted of all
     classes, the same rule against the whole trusted space. A union's
@@ -243,7 +251,8 @@ def admit_recalls(
       candidate: ``[N] int`` their proposed labels.
       trusted: ``[N] bool`` the trusted space they would join.
       labels: ``[N] int`` its current labels.
-      probs: ``[N, C]`` the referees' mean softmax.
+      probs: ``[N, C]`` each sample's estimated true-class distribution
+        (TAD passes `label_posterior`; the referees' mean softmax also fits).
       num_classes: C.
 
     Returns:
@@ -261,3 +270,62 @@ def admit_recalls(
     if joining.size and trusted.any():
         admitted[joining] = _largest_prefix(estimate[joining], own[trusted].mean())
     return admitted
+
+
+def estimate_transition(
+    probs: np.ndarray, given: np.ndarray, num_classes: int, quantile: float = 0.97
+) -> np.ndarray:
+    """``[C, C]`` the label-noise transition T[c, g] = P(given g | true class c), label-free.
+
+    The anchor-point estimate (Patrini et al., 2017, "Making deep neural
+    networks robust to label noise: a loss correction approach", §4): the
+    samples the referees rate most likely to be of class c (p(c | x) at or
+    above its `quantile` over all samples) are taken as members of c, and
+    row c is the distribution of their given labels. Meaningful when the
+    referees model the true classes (trained on the trusted space); referees
+    trained on all noisy labels model the noisy ones.
+
+    Args:
+      probs: ``[N, C]`` held-out class probabilities of the referees.
+      given: ``[N] int`` given labels.
+      num_classes: C.
+      quantile: where a class's anchors start (the reference's 97th percentile).
+
+    Returns:
+      a row-stochastic ``[C, C]`` matrix; a row with no anchor is the identity's.
+    """
+    transition = np.eye(num_classes)
+    for c in range(num_classes):
+        anchors = probs[:, c] >= np.quantile(probs[:, c], quantile)
+        counts = np.bincount(given[anchors], minlength=num_classes).astype(np.float64)
+        if counts.sum() > 0:
+            transition[c] = counts / counts.sum()
+    return transition
+
+
+def label_posterior(
+    probs: np.ndarray, given: np.ndarray, transition: np.ndarray, *, noisy: bool = False
+) -> np.ndarray:
+    """``[N, C]`` P(true c | x, given g) ∝ T[c, g] · p(c | x): the referees corrected by the label.
+
+    Bayes' rule with the noise model: a confident referee that contradicts a
+    label the noise rarely produces from its class (T[c, g] small) is
+    believed; one that contradicts a label that is usually right (T[g, g]
+    large) is discounted by the odds T[g, g] / T[c, g].
+
+    Args:
+      probs: ``[N, C]`` the referees' class probabilities.
+      given: ``[N] int`` given labels.
+      transition: ``[C, C]`` (`estimate_transition`).
+      noisy: the referees were trained on the given labels, so `probs` model
+        P(given | x) = Tᵀ P(true | x); P(true | x) is recovered by solving
+        that system (Patrini et al.'s backward correction), clipped at 0 and
+        renormalised, before Bayes' rule. Without it, the noise would be
+        counted twice.
+    """
+    if noisy:
+        probs = np.clip(np.linalg.solve(transition.T, probs.T).T, 0.0, None)
+        probs = probs / np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
+    joint = probs * transition[:, given].T
+    total = joint.sum(axis=1, keepdims=True)
+    return np.divide(joint, total, out=np.array(probs, np.float64), where=total > 0)

@@ -5,7 +5,16 @@ import pytest
 
 from jaxdd.models.convnet import ConvNetSpec, init_many, make_convnet
 from jaxdd.trust.dual import partition_signal
-from jaxdd.trust.referee import look, margins, referee_targets, relative_losses
+from jaxdd.trust.referee import (
+    deal_folds,
+    first_judges,
+    fold_targets,
+    judges,
+    look,
+    margins,
+    referee_targets,
+    relative_losses,
+)
 
 
 def test_relative_loss_is_zero_on_the_argmax_and_the_log_ratio_elsewhere():
@@ -55,3 +64,42 @@ def test_averaged_signal_is_the_mean_cross_entropy_over_referees_and_checkpoints
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     gaps = np.asarray(partition_signal(views, labels, "margin"))
     np.testing.assert_allclose(gaps, np.mean([np.asarray(v.margins) for v in views], 0), rtol=1e-5)
+
+
+def test_folds_are_balanced_and_a_referee_judges_only_the_folds_it_never_learnt():
+    folds = deal_folds(101, 2, jax.random.key(0))
+    assert sorted(np.bincount(folds)) == [50, 51]
+    judged = judges(folds, 4, 2)
+    for r in range(4):
+        np.testing.assert_array_equal(judged[r], folds != r % 2)
+    assert judges(folds, 2, 1).all()
+    labels, trusted = np.arange(101) % 3, np.arange(101) % 5 > 0
+    targets = fold_targets(labels, trusted, 3, judged)
+    assert targets.shape == (4, 101, 3)
+    # a referee's labelled rows are the trusted samples it does not judge
+    np.testing.assert_array_equal(targets.sum(-1) > 0, trusted[None] & ~judged)
+    np.testing.assert_array_equal(first_judges(judged), np.where(folds == 0, 1, 0))
+
+
+def test_look_averages_over_each_samples_judges_and_takes_its_first_judges_features():
+    rng = np.random.default_rng(0)
+    model = make_convnet(ConvNetSpec(4, (8, 8, 1), width=4, depth=1))
+    x = jnp.asarray(rng.normal(size=(30, 8, 8, 1)), jnp.float32)
+    labels = rng.integers(0, 4, 30)
+    params = init_many(model, 3, key=jax.random.key(1))
+    judged = rng.random((3, 30)) < 0.6
+    judged[:, 0] = [False, False, True]
+    judged[:, 1] = True
+    view = look(model, params, x, jnp.asarray(labels), batch=7, judged=judged)
+    single = [jax.tree.map(lambda leaf, r=r: leaf[r], params) for r in range(3)]
+    probs = np.stack([np.asarray(jax.nn.softmax(model.apply(p, x))) for p in single])
+    feats = np.stack([np.asarray(model.features(p, x)) for p in single])
+    weight = judged / np.maximum(judged.sum(0), 1)
+    np.testing.assert_allclose(
+        view.probs, np.einsum("rn,rnc->nc", weight, probs), rtol=1e-5, atol=1e-6
+    )
+    losses = -np.log(probs[:, np.arange(30), labels])
+    np.testing.assert_allclose(view.losses, (weight * losses).sum(0), rtol=1e-4, atol=1e-5)
+    first = first_judges(judged)
+    np.testing.assert_allclose(view.features, feats[first, np.arange(30)], rtol=1e-5, atol=1e-5)
+    assert first[0] == 2 and first[1] == 0
