@@ -89,6 +89,11 @@ class TADConfig:
         confidence was tried and rejected: it is lowest for the confusable
         classes, where recall errs most.
       shrinkage: covariance shrinkage of the Mahalanobis distance.
+      expel_below: a trusted sample that entered by partition leaves the
+        trusted space when a later partition scores it strictly below this
+        (0: never, the trusted space only grows). Meaningful with
+        cross-fitted referees, whose judgement of a trusted member is held
+        out; one-fold referees have learnt its label and keep its loss low.
       anchor_quantile: where a class's anchor points start in the referees'
         probability of it (`recalibrate.estimate_transition`), for the noise
         transition matrix that corrects the estimates recall admission
@@ -150,6 +155,7 @@ class TADConfig:
     kappa: float = 0.9
     shrinkage: float = 0.1
     anchor_quantile: float = 0.97
+    expel_below: float = 0.0
     gmm_iterations: int = 50
     mode: Literal["tad", "small-loss"] = "tad"
     keep_ratio: float = 0.5
@@ -358,8 +364,9 @@ def run_tad(
     Round k: train the referees, partition on the current labels, revoke the
     recalls the new referees no longer support (their labels return to the
     given ones), propose recalls, admit those that pass `admit_recalls`. The
-    trusted space only grows, except by revocation:
-    trusted_k ⊇ trusted_{k−1} ∖ revoked_k.
+    trusted space only grows, except by revocation and, when
+    `config.expel_below` > 0, expulsion of partition members whose new trust
+    score fell below it: trusted_k ⊇ trusted_{k−1} ∖ (revoked_k ∪ expelled_k).
 
     Args:
       model: the referee network (`config.width` wide).
@@ -404,12 +411,14 @@ def run_tad(
             signal, jnp.asarray(labels), tau=jnp.float32(tau)
         )
         seen, scores = labels, np.asarray(scores)
-        candidates = trusted | np.asarray(split)
+        expelled = trusted & ~recalled & (scores < config.expel_below)
+        candidates = (trusted & ~expelled) | np.asarray(split)
         masks, labels, estimates = _round_step(
             views[-1], labels, given, candidates, recalled, k, config, groups
         )
         proposed_labels = estimates.pop("proposed_labels")
         masks["added"] = masks["trusted"] & ~trusted
+        masks["expelled"] = expelled & ~masks["trusted"]
         trusted = masks["trusted"]
         recalled = (recalled & ~masks["revoked"]) | masks["admitted"]
         stats = {"round": k, "tau": tau, "partition": int(np.asarray(split).sum())}
@@ -512,7 +521,7 @@ def _small_loss(view, labels, num_classes, config, clean_labels, on_round):
     )
     none = np.zeros_like(keep)
     masks = {"trusted": keep, "before_recall": keep, "added": keep}
-    masks |= {"revoked": none, "proposed": none, "admitted": none}
+    masks |= {"revoked": none, "proposed": none, "admitted": none, "expelled": none}
     stats = {"round": 0, "tau": 0.0} | diagnostics(masks, labels, labels, clean_labels)
     if on_round is not None:
         on_round(stats)

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,10 +60,11 @@ def test_the_trusted_space_only_grows_except_by_revocation(tad_digits):
     rounds = tad_digits[0].split.rounds
     previous = 0
     for stats in rounds:
-        assert stats["trusted"] == previous + stats["added"] - stats["revoked"]
+        assert stats["trusted"] == previous + stats["added"] - stats["revoked"] - stats["expelled"]
         assert stats["trusted"] == stats["before_recall"] + stats["admitted"]
         previous = stats["trusted"]
     assert rounds[0]["revoked"] == 0
+    assert all(stats["expelled"] == 0 for stats in rounds)  # expel_below = 0: off
 
 
 def test_tad_writes_diagnostics_plots_and_the_split(tad_digits):
@@ -217,3 +220,33 @@ def test_a_cross_fitted_judgement_does_not_depend_on_the_samples_own_label(digit
     own = folds == 0
     np.testing.assert_array_equal(np.asarray(views[0].probs)[own], np.asarray(views[1].probs)[own])
     assert not np.allclose(np.asarray(views[0].probs)[~own], np.asarray(views[1].probs)[~own])
+
+
+def test_expulsion_removes_only_partition_members_a_later_round_doubts(digits):
+    x, y = digits[0][:300], digits[1][:300]
+    noisy = np.where(np.arange(300) % 3 == 0, (y + 1) % 10, y).astype(np.int32)
+    model = make_convnet(ConvNetSpec(10, x.shape[1:], width=8, depth=1))
+    config = TADConfig(rounds=3, warmup_steps=8, steps_per_round=8, batch_size=64)
+    kept = []
+
+    def on_round(stats):
+        kept.append(stats)
+
+    split = run_tad(
+        model,
+        jnp.asarray(x),
+        noisy,
+        10,
+        dataclasses.replace(config, expel_below=0.5),
+        key=jax.random.key(0),
+        on_round=on_round,
+    )
+    assert kept[0]["expelled"] == 0  # round 0 has no earlier trusted space
+    assert sum(s["expelled"] for s in kept[1:]) > 0
+    previous = 0
+    for stats in kept:
+        assert stats["trusted"] == previous + stats["added"] - stats["revoked"] - stats["expelled"]
+        previous = stats["trusted"]
+    # an expelled sample keeps its given label (only recalls change labels)
+    untrusted = ~split.trusted & ~split.recalled
+    np.testing.assert_array_equal(split.labels[untrusted], noisy[untrusted])
