@@ -33,7 +33,13 @@ ROUND_KEYS = ("round", "tau", "partition", "trusted", "added", "revoked", "propo
 
 # Rows written before cross-fitting carry no setting: they ran the first setting's
 # defaults (one fold, τ 0.9 → 0.5, 100 warm-start and 50 round steps).
-FIRST_SETTING = {"folds": 1, "tau_start": 0.9, "warmup_steps": 100, "steps_per_round": 50}
+FIRST_SETTING = {
+    "folds": 1,
+    "tau_start": 0.9,
+    "warmup_steps": 100,
+    "steps_per_round": 50,
+    "expel_below": 0.0,
+}
 
 
 def setting(row: dict) -> dict:
@@ -105,13 +111,14 @@ def main() -> None:
     parser.add_argument("--signal", nargs="+", default=["averaged", "margin", "relative", "loss"])
     parser.add_argument("--max-train", type=int, default=10000)
     parser.add_argument("--folds", type=int, default=TADConfig.folds, help="trust.folds")
+    parser.add_argument("--expel-below", type=float, default=0.0, help="trust.expel_below")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "rows.jsonl")
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     done = done_rows(args.out)
     for noise in args.noise:
         for signal in args.signal:
-            config = TADConfig(signal=signal, folds=args.folds)
+            config = TADConfig(signal=signal, folds=args.folds, expel_below=args.expel_below)
             fields = {k: getattr(config, k) for k in FIRST_SETTING}
             if _key(args.dataset, noise, signal, fields) in done:
                 print(f"== {noise} {signal}: done, skipped", flush=True)
