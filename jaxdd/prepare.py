@@ -262,9 +262,10 @@ def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
 
     Arrays, all ``[n]``: ``index`` (into the dataset's training set),
     ``given`` (the noisy labels), ``clean``, ``trusted``, ``labels``
-    (recalibrated), ``scores``, ``signal`` (the last partition's input) and
-    ``loss_labels`` (the labels it saw); and ``rounds``, the per-round
-    statistics as one JSON string. `load_split` reads it back.
+    (recalibrated), ``scores``, ``signal`` (the last partition's input),
+    ``loss_labels`` (the labels it saw) and ``recalled`` (trusted by recall);
+    and ``rounds``, the per-round statistics as one JSON string.
+    `load_split` reads it back (``recalled`` None from older files).
     """
     np.savez_compressed(
         path,
@@ -276,6 +277,7 @@ def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
         scores=split.scores,
         signal=split.losses,
         loss_labels=split.loss_labels,
+        recalled=np.zeros_like(split.trusted) if split.recalled is None else split.recalled,
         rounds=np.asarray(json.dumps(split.rounds)),
     )
 
@@ -301,6 +303,7 @@ def load_split(path, prepared: Prepared) -> TrustSplit:
             arrays["signal"],
             arrays["loss_labels"],
             json.loads(str(arrays["rounds"])),
+            arrays.get("recalled"),  # absent from files written before it was saved
         )
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise ConfigError(

@@ -210,7 +210,8 @@ def fake_tad(model, x, labels, num_classes, config, *, key, clean_labels, on_rou
     shifted = (labels + 1) % num_classes
     stats = {"round": 0, "trusted": int(trusted.sum())}
     on_round(stats)
-    return TrustSplit(trusted, shifted, scores, -scores, labels, [stats])
+    recalled = trusted & (np.arange(len(labels)) % 4 == 0)
+    return TrustSplit(trusted, shifted, scores, -scores, labels, [stats], recalled)
 
 
 def test_a_resumed_run_reads_its_trust_split_back(tmp_path, monkeypatch):
@@ -230,7 +231,7 @@ def test_a_resumed_run_reads_its_trust_split_back(tmp_path, monkeypatch):
     assert not fresh and len(run.read_events()) == 2  # nothing logged twice
     for field in ("idx", "x", "labels", "weights", "trusted"):
         np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
-    for field in ("trusted", "labels", "scores", "losses", "loss_labels"):
+    for field in ("trusted", "labels", "scores", "losses", "loss_labels", "recalled"):
         np.testing.assert_array_equal(getattr(again.split, field), getattr(first.split, field))
     assert again.split.rounds == first.split.rounds
     other = dataclasses.replace(config, max_train=100)  # another subset: the split is stale
