@@ -413,10 +413,9 @@ def run_tad(
         seen, scores = labels, np.asarray(scores)
         expelled = trusted & ~recalled & (scores < config.expel_below)
         candidates = (trusted & ~expelled) | np.asarray(split)
-        masks, labels, estimates = _round_step(
+        masks, labels, estimates, proposed_labels = _round_step(
             views[-1], labels, given, candidates, recalled, k, config, groups
         )
-        proposed_labels = estimates.pop("proposed_labels")
         masks["added"] = masks["trusted"] & ~trusted
         masks["expelled"] = expelled & ~masks["trusted"]
         trusted = masks["trusted"]
@@ -443,10 +442,9 @@ def _round_step(view, labels, given, candidates, recalled, round_k, config, grou
     with the transition matrix estimated from this round's referees).
 
     Returns:
-      ``(masks, labels, estimates)``: the round's ``[N] bool`` sets
-      (`diagnostics`, less ``added``), the labels after it and its label-free
-      noise estimates (`_estimates`) with ``proposed_labels``, the ``[N]``
-      labels recall proposed.
+      ``(masks, labels, estimates, proposed)``: the round's ``[N] bool`` sets
+      (`diagnostics`, less ``added``), the labels after it, its label-free
+      noise estimates (`_estimates`) and the ``[N]`` labels recall proposed.
     """
     supported, candidate = _recalibrate_groups(view, labels, candidates, round_k, config, groups)
     revoked = recalled & ~(supported & (candidate == labels))
@@ -466,7 +464,7 @@ def _round_step(view, labels, given, candidates, recalled, round_k, config, grou
     }
     labels = np.where(admitted, candidate, labels).astype(np.int32)
     estimates = _estimates(posterior, transition, labels, before, masks["trusted"])
-    return masks, labels, estimates | {"proposed_labels": candidate}
+    return masks, labels, estimates, candidate
 
 
 def _estimates(posterior, transition, labels, before, trusted) -> dict:

@@ -232,15 +232,15 @@ def admit_recalls(
     probs: np.ndarray,
     num_classes: int,
 ) -> np.ndarray:
-    """The recalls that do not make the trusted space noisier by the referees' own estimate.
+    """The recalls that do not make the trusted space noisier by the estimate `probs`.
 
     A group's label precision is estimated, without clean labels, by the
-    referees' mean probability of its labels. With cross-fitted referees
+    mean of `probs` at its labels (TAD: the label posterior). With cross-fitted referees
     (`TADConfig.folds` > 1) both sides are held-out judgements, so like is
     compared with like; with one fold the trusted members were trained on
     with their labels, their estimate is inflated, and the comparison leans
     against recall. Per class c, the recalls into c with
-    the highest estimate p̄(c) are admitted as long as their mean estimate
+    the highest estimate of c are admitted as long as their mean estimate
     reaches that of the trusted members of c; then, over the admitted of all
     classes, the same rule against the whole trusted space. A union's
     precision is the weighted mean of its parts', so neither a class nor the

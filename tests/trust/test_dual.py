@@ -178,7 +178,7 @@ def test_a_recall_the_new_referees_no_longer_support_is_revoked():
     trusted = np.ones(120, bool)
     recalled = np.zeros(120, bool)
     recalled[[0, 1]] = True  # sample 1 was recalled to its true class 0
-    masks, new_labels, _ = _round_step(
+    masks, new_labels, _, _ = _round_step(
         _view(features, probs), labels, given, trusted, recalled, 1, TADConfig()
     )
     np.testing.assert_array_equal(np.flatnonzero(masks["revoked"]), [0])
