@@ -53,6 +53,9 @@ class Alias:
         return f"{self.flag}/--no-{self.flag[2:]}" if self.switch else self.flag
 
 
+# An alias path under METHOD sets that setting of the run's method (``datm.ipc``
+# for DATM and MTT, ``dm.ipc`` for DM: `jaxdd.methods.base.Method.field`).
+METHOD = "<method>"
 _DATA_ALIASES = (
     Alias("--dataset", "dataset"),
     Alias("--noise", "noise"),
@@ -63,14 +66,14 @@ _DATA_ALIASES = (
 )
 DISTILL_ALIASES = (
     *_DATA_ALIASES,
-    Alias("--ipc", "datm.ipc"),
-    Alias("--iterations", "datm.iterations"),
+    Alias("--ipc", f"{METHOD}.ipc"),
+    Alias("--iterations", f"{METHOD}.iterations"),
     Alias("--syn-steps", "datm.syn_steps"),
     Alias("--max-start-epoch", "datm.max_start_epoch"),
     Alias("--current-max-start-epoch", "datm.current_max_start_epoch"),
-    Alias("--lr-img", "datm.lr_img"),
+    Alias("--lr-img", f"{METHOD}.lr_img"),
     Alias("--threshold", "datm.threshold"),
-    Alias("--dsa", "datm.dsa", switch=True),
+    Alias("--dsa", f"{METHOD}.dsa", switch=True),
     Alias("--num-experts", "experts.num_experts"),
     Alias("--expert-train-epochs", "experts.epochs"),
     Alias("--eval-epochs", "eval.epochs"),
@@ -152,10 +155,15 @@ class _SettingsHelp(argparse.Action):
         """Fills in the aliases' help (their field's help and default) and the epilog."""
         tree = self.defaults()
         leaves = {leaf.path: leaf for leaf in config_lib.leaves(tree, expand=True)}
+        field = _method_field(tree.method) if hasattr(tree, "method") else None
         for action in self.aliases:
-            leaf = leaves[action.alias.path]
+            leaf = leaves[_resolve(action.alias.path, field)]
             default = config_lib.format_value(leaf.value)
-            action.help = _escape(f"{leaf.help} (sets {leaf.path}; default: {default})")
+            where = leaf.path
+            if action.alias.path.startswith(f"{METHOD}."):
+                name = leaf.path.rsplit(".", 1)[-1]
+                where += f", or dm.{name} with --method dm"
+            action.help = _escape(f"{leaf.help} (sets {where}; default: {default})")
         settings = textwrap.indent(config_lib.describe(tree, expand=True), "  ")
         parser.epilog = (
             "settings (--set PATH=VALUE sets any of them; defaults shown; trust.* need "
@@ -211,10 +219,18 @@ def _tree_parser(sub, name: str, help_text: str, defaults: Callable[[], Any], al
         metavar = None if alias.switch else alias.path.rsplit(".", 1)[-1].upper()
         helper.aliases.append(
             group.add_argument(
-                *flags, action=_Override, alias=alias, metavar=metavar, help=f"sets {alias.path}"
+                *flags, action=_Override, alias=alias, metavar=metavar, help=_sets(alias.path)
             )
         )
     return p
+
+
+def _sets(path: str) -> str:
+    """The help of an alias of `path`."""
+    if not path.startswith(f"{METHOD}."):
+        return f"sets {path}"
+    name = path.removeprefix(f"{METHOD}.")
+    return f"sets the method's {name} (datm.{name} for datm and mtt, dm.{name} for dm)"
 
 
 def _add_trust(p: argparse.ArgumentParser, default: str) -> None:
@@ -257,7 +273,7 @@ def _add_distill_parser(sub) -> None:
     p = _tree_parser(
         sub,
         "distill",
-        "DATM / MTT trajectory matching on (noisy) data",
+        "DATM / MTT trajectory matching or DM distribution matching on (noisy) data",
         _distill_defaults,
         DISTILL_ALIASES,
         "datm.iterations=500",
@@ -271,11 +287,11 @@ def _add_distill_parser(sub) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("datm", "mtt"),
+        choices=("datm", "mtt", "dm"),
         default=None,
         help="start from this method's defaults (mtt: hard fixed labels, random real init, a "
-        "fixed window, no loss gate); not with --config, whose file sets the method "
-        "(default: datm)",
+        "fixed window, no loss gate; dm: distribution matching with random networks); not "
+        "with --config, whose file sets the method (default: datm)",
     )
     _add_trust(p, "none, or the --config file's")
     p.add_argument(
@@ -349,7 +365,23 @@ def _distill_config(args):
         method = args.method or "datm"
         base = DistillConfig(method=method, datm=mtt_config() if method == "mtt" else DATMConfig())
     base, overrides = _with_trust(base, args.trust, args.overrides or [])
+    field = _method_field(base.method)
+    overrides = [dataclasses.replace(o, path=_resolve(o.path, field)) for o in overrides]
     return config_lib.apply(base, overrides, how=_DISTILL_HOW)
+
+
+def _resolve(path: str, field: str | None) -> str:
+    """`path` with a leading `METHOD` replaced by the method's settings field."""
+    if field is None or not path.startswith(f"{METHOD}."):
+        return path
+    return f"{field}.{path.removeprefix(f'{METHOD}.')}"
+
+
+def _method_field(method: str) -> str:
+    """The `DistillConfig` field holding `method`'s settings (``datm``, ``dm``)."""
+    from jaxdd.methods import base
+
+    return base.get(method).field
 
 
 def _baseline_config(args):
@@ -394,7 +426,9 @@ def _find_config_file(text: str) -> pathlib.Path:
 
 def _labeller(aliases: Sequence[Alias]) -> Callable[[str], str]:
     """Names a path in messages by its flag, where it has one: ``--ipc (datm.ipc)``."""
-    names = {alias.path: alias.name for alias in aliases}
+    from jaxdd.methods import base
+
+    names = {_resolve(a.path, field): a.name for a in aliases for field in base.fields()}
     return lambda path: f"{names[path]} ({path})" if path in names else path
 
 

@@ -1,8 +1,11 @@
-"""The `jaxdd distill` driver: noisy data → experts → DATM/MTT → evaluation → report.
+"""The `jaxdd distill` driver: noisy data → (experts →) a method → evaluation → report.
 
 All I/O of a distillation run lives here; the kernels it calls are pure.
-Expert trajectories are cached by what determines them (the content of the
-data they train on, model, expert protocol, seed) and reused; the
+Every method (`jaxdd.methods.base.NAMES`) runs through the same path behind
+`jaxdd.methods.base.Method`: no stage here knows which method it serves.
+Expert trajectories (for the methods that use them) are cached by what
+determines them (the content of the data they train on, model, expert
+protocol, seed) and reused; the
 distillation state is checkpointed every `checkpoint_every` iterations (and
 on SIGTERM or Ctrl-C) and a run resumes from its directory. A run directory
 and an expert cache are locked while in use (`jaxdd.locking`).
@@ -29,8 +32,7 @@ from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
-from jaxdd.methods import datm
-from jaxdd.methods.datm_init import initialise
+from jaxdd.methods import base, datm, dm
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import Prepared, prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -49,10 +51,12 @@ class DistillConfig:
       noise: label-noise spec, e.g. ``symmetric:0.4`` or ``asymmetric:0.4:1=7,7=1``
         (`jaxdd.data.noise.parse_noise`).
       noise_seed: seeds the label noise.
-      method: ``datm`` or ``mtt`` (recorded; `datm` holds the settings).
+      method: ``datm``, ``mtt`` (both with their settings in `datm`) or ``dm``
+        (settings in `dm`); the other methods' settings are unused.
       datm: the trajectory-matching hyper-parameters.
-      experts: the expert protocol.
-      eval: how distilled sets are evaluated (its lr is replaced by the
+      dm: the distribution-matching hyper-parameters.
+      experts: the expert protocol (methods that use experts).
+      eval: how distilled sets are evaluated (DATM/MTT replace its lr by the
         learned student lr).
       width, depth: the ConvNet (depth None: by image size).
       zca: ZCA-whiten images (fitted on the training images used).
@@ -75,8 +79,9 @@ class DistillConfig:
     dataset: str = "digits"
     noise: str = "symmetric:0.4"
     noise_seed: int = 0
-    method: Literal["datm", "mtt"] = "datm"
+    method: Literal["datm", "mtt", "dm"] = "datm"
     datm: datm.DATMConfig = datm.DATMConfig()
+    dm: dm.DMConfig = dm.DMConfig()
     experts: ExpertConfig = ExpertConfig()
     eval: TrainConfig = TrainConfig()
     width: int = 128
@@ -89,19 +94,20 @@ class DistillConfig:
     log_every: int = 10
     seed: int = 0
 
+    @property
+    def settings(self) -> Any:
+        """The method's own settings (``datm`` or ``dm``)."""
+        return getattr(self, base.get(self.method).field)
+
     def unused(self) -> dict[str, str]:
         """The settings this run ignores as configured: dotted path -> why."""
-        d = self.datm
-        unused = {"eval.lr": "distilled sets are evaluated with the learned student lr"}
-        if not d.soft_labels:
-            why = "the labels stay one-hot (datm.soft_labels=false)"
-            unused |= {"datm.lr_y": why, "datm.momentum_y": why}
-        if not d.sequential_generation:
-            why = "the window is fixed (datm.sequential_generation=false)"
-            unused |= {"datm.current_max_start_epoch": why, "datm.expansion_end_epoch": why}
-        if d.init != "correct":
-            unused["trust.init_pool"] = "only datm.init=correct draws from every given label"
-        return unused | validate.trust_unused(self.trust) | validate.train_unused(self.eval, "eval")
+        method = base.get(self.method)
+        return (
+            base.others_unused(self, method)
+            | method.unused(self)
+            | validate.trust_unused(self.trust)
+            | validate.train_unused(self.eval, "eval")
+        )
 
 
 def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:
@@ -110,26 +116,7 @@ def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> 
     `label` names a path in messages (the CLI gives its flags).
     """
     validate.check_tree(config, label=label)
-    d = config.datm
-    needed = d.max_start_epoch - 1 + d.expert_epochs
-    if needed > config.experts.epochs:
-        raise ConfigError(
-            f"the window needs expert snapshots up to epoch {needed} but experts train "
-            f"{config.experts.epochs} epochs: raise {label('experts.epochs')} or lower "
-            f"{label('datm.max_start_epoch')}"
-        )
-    upper = min(d.current_max_start_epoch, d.max_start_epoch)
-    if d.sequential_generation and d.current_max_start_epoch > d.max_start_epoch:
-        raise ConfigError(
-            f"{label('datm.current_max_start_epoch')}={d.current_max_start_epoch} exceeds "
-            f"{label('datm.max_start_epoch')}={d.max_start_epoch}: the window grows up to it"
-        )
-    if not d.min_start_epoch < (upper if d.sequential_generation else d.max_start_epoch):
-        raise ConfigError(
-            f"{label('datm.min_start_epoch')}={d.min_start_epoch} leaves an empty window: "
-            f"it must be below {label('datm.max_start_epoch')}"
-            + (f" and {label('datm.current_max_start_epoch')}" if d.sequential_generation else "")
-        )
+    base.get(config.method).check(config, label)
     validate.check_links(config, label=label)
 
 
@@ -144,9 +131,9 @@ def validate_run(
     """Everything `run_distill` would refuse, checked before it starts any work.
 
     The config (`_check`), the data (the dataset loads, the test classes are
-    trained on, every class holds `datm.ipc` samples by its given labels),
-    and that the run and expert directories can be written; nothing is
-    created.
+    trained on, every class holds the method's ``ipc`` samples by its given
+    labels), and that the run and expert directories can be written;
+    nothing is created.
     """
     _check(config, label=label)
     validate.check_data(
@@ -155,8 +142,8 @@ def validate_run(
         noise_seed=config.noise_seed,
         max_train=config.max_train,
         val_fraction=config.val_fraction,
-        ipc=config.datm.ipc,
-        ipc_path="datm.ipc",
+        ipc=config.settings.ipc,
+        ipc_path=f"{base.get(config.method).field}.ipc",
         label=label,
     )
     if run_dir is None:
@@ -196,16 +183,6 @@ def resolve_epoch_size(config: DistillConfig, given_size: int | None) -> Distill
     return dataclasses.replace(
         config, experts=dataclasses.replace(config.experts, epoch_size=given_size)
     )
-
-
-def _init_from_all(config: DistillConfig) -> bool:
-    """Whether the image init draws from every given label (`TADConfig.init_pool`).
-
-    Only an init that keeps the images the experts predict as their label
-    (``correct``) may; an unfiltered one draws from the trusted space.
-    """
-    trust = config.trust
-    return trust is not None and trust.init_pool == "all" and config.datm.init == "correct"
 
 
 def _trust_fields(trust: TADConfig | None) -> dict | None:
@@ -316,7 +293,7 @@ class _StopRequests:
         )
 
 
-def distill_loop(model, config, state, trajectories, ckpt, run, progress):
+def distill_loop(model, config, state, resources, ckpt, run, progress):
     """Runs iterations from ``state.iteration`` to the end, checkpointing and logging.
 
     SIGTERM and Ctrl-C stop it after the current iteration: the state is
@@ -324,16 +301,17 @@ def distill_loop(model, config, state, trajectories, ckpt, run, progress):
     `RunInterruptedError` raised (`_StopRequests`); resuming from that
     checkpoint gives the same result as an uninterrupted run.
     """
-    step = jax.jit(lambda s, t: datm.distill_step(model, config.datm, s, t), donate_argnums=0)
-    start = int(state.iteration)
-    if start < config.datm.iterations:
+    method = base.get(config.method)
+    step = jax.jit(lambda s, r: method.step(model, config, s, r), donate_argnums=0)
+    start, end = int(state.iteration), config.settings.iterations
+    if start < end:
         print("compiling the distillation step (first iteration)…", file=sys.stderr, flush=True)
-    bar = tqdm(range(start, config.datm.iterations), disable=not progress, desc="distill")
+    bar = tqdm(range(start, end), disable=not progress, desc="distill")
     with _StopRequests() as stop:
         for it in bar:
-            state, metrics = step(state, trajectories)
-            if (it + 1) % config.log_every == 0 or it + 1 == config.datm.iterations:
-                _log_iteration(run, bar, it + 1, metrics, state)
+            state, metrics = step(state, resources)
+            if (it + 1) % config.log_every == 0 or it + 1 == end:
+                _log_iteration(run, bar, it + 1, metrics, state, method.shown)
             if (it + 1) % config.checkpoint_every == 0:
                 ckpt.save(it + 1, state, force=True)
             if stop.signum is not None:
@@ -344,18 +322,18 @@ def distill_loop(model, config, state, trajectories, ckpt, run, progress):
     return state
 
 
-def _log_iteration(run, bar, iteration: int, metrics: dict, state: datm.DATMState) -> None:
-    """Logs one iteration's metrics as a ``distill`` event and shows them on the bar."""
+def _log_iteration(run, bar, iteration: int, metrics: dict, state, shown) -> None:
+    """Logs one iteration's metrics as a ``distill`` event and shows `shown` on the bar."""
     entry = {
         "iteration": iteration,
         **{k: float(v) for k, v in metrics.items()},
         "skipped": int(state.skipped),
     }
     run.log(event="distill", **entry)
-    bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{entry['syn_lr']:.4f}")
+    bar.set_postfix({name: f"{entry[name]:.4g}" for name in shown})
 
 
-def _interrupted(state: datm.DATMState, signum: int, run) -> NoReturn:
+def _interrupted(state, signum: int, run) -> NoReturn:
     """Logs an ``interrupted`` event and raises `RunInterruptedError`."""
     iteration, name = int(state.iteration), signal.Signals(signum).name
     run.log(event="interrupted", iteration=iteration, signal=name)
@@ -462,24 +440,25 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
             title=f"{config.method} training set ({config.noise}; red = mislabelled)",
         )
     model = data.model(config.width, config.depth)
-    traj = load_or_train_experts(
-        resolve_epoch_size(config, None if data.source is None else data.given_size),
-        model,
-        data.x,
-        data.targets(),
-        experts_dir,
-        progress,
-    )
-    init, state = _initial_state(config, model, traj, data, run)
-    mesh = parallel.runs_mesh(state.images.shape[0])
-    state, traj = datm.shard_state(state, mesh), parallel.replicate(traj, mesh)
+    method = base.get(config.method)
+
+    def experts(cfg: DistillConfig):
+        given = None if data.source is None else data.given_size
+        cfg = resolve_epoch_size(cfg, given)
+        return load_or_train_experts(cfg, model, data.x, data.targets(), experts_dir, progress)
+
+    setup = method.setup(config, model, data, base.Services(experts, config.seed))
+    if not _logged(run, "init"):
+        run.log(event="init", **setup.record)
+    mesh = parallel.runs_mesh(setup.state.images.shape[0])
+    state, resources = method.shard(setup.state, setup.resources, mesh)
     with Checkpointer(run.path / "checkpoints", max_to_keep=2) as ckpt:
         step, state = ckpt.restore_latest(state)
         run.keep_events(lambda e: _kept_on_resume(e, step or 0))
-        state = distill_loop(model, config, state, traj, ckpt, run, progress)
+        state = distill_loop(model, config, state, resources, ckpt, run, progress)
     _check_updates(state, config)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    return _evaluate_and_report(config, data, model, state, history, init, run, progress)
+    return _evaluate_and_report(config, data, model, state, history, setup.record, run, progress)
 
 
 def _prepare(config: DistillConfig, run, split_changed: bool) -> tuple[Prepared, bool]:
@@ -505,35 +484,6 @@ def _logged(run, event: str) -> bool:
     return any(e["event"] == event for e in run.read_events())
 
 
-def _initial_state(config, model, traj, data: Prepared, run) -> tuple:
-    """``(init, state)``: the image initialisation and the state before iteration 0."""
-    pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=_init_from_all(config))
-    init = initialise(
-        model,
-        traj,
-        pool_x,
-        pool_labels,
-        data.ds.num_classes,
-        config.datm.ipc,
-        how=config.datm.init,
-        soft_labels=config.datm.soft_labels,
-        seed=rng.numpy_rng(config.seed, "init"),
-    )
-    if not _logged(run, "init"):
-        run.log(
-            event="init",
-            filled=init.filled,
-            label_noise=float(np.mean(pool_labels[init.indices] != pool_clean[init.indices])),
-        )
-    state = datm.init_state(
-        jnp.asarray(pool_x[init.indices]),
-        jnp.asarray(init.labels),
-        config.datm,
-        key=rng.stream(config.seed, "distill"),
-    )
-    return init, state
-
-
 def _kept_on_resume(event: dict, step: int) -> bool:
     """Whether an earlier session's event stays when the run resumes from iteration `step`.
 
@@ -543,16 +493,20 @@ def _kept_on_resume(event: dict, step: int) -> bool:
     return event["event"] != "eval" and event.get("iteration", 0) <= step
 
 
-def _check_updates(state: datm.DATMState, config: DistillConfig) -> None:
+def _check_updates(state, config: DistillConfig) -> None:
     """Warns about skipped updates on stderr; raises `NoUpdatesError` if none was applied."""
     done, skipped = int(state.iteration), int(state.skipped)
     if not skipped:
         return
-    why = f"the matching loss was non-finite or above --threshold {config.datm.threshold:g}"
+    threshold = getattr(config.settings, "threshold", None)
+    why = "the loss or its gradient was non-finite"
+    if threshold is not None:
+        why = f"the matching loss was non-finite or above --threshold {threshold:g}"
     if skipped == done:
+        higher = "" if threshold is None else " or a higher --threshold"
         raise NoUpdatesError(
             f"all {done} distillation updates were skipped ({why}): the distilled set is its "
-            "initialisation; start a new run with a lower --lr-img or a higher --threshold"
+            f"initialisation; start a new run with a lower --lr-img{higher}"
         )
     print(
         f"jaxdd: warning: {skipped} of {done} distillation updates were skipped ({why})",
@@ -561,20 +515,20 @@ def _check_updates(state: datm.DATMState, config: DistillConfig) -> None:
     )
 
 
-def _evaluate_and_report(config, data: Prepared, model, state, history, init, run, progress):
+def _evaluate_and_report(config, data: Prepared, model, state, history, record, run, progress):
     """Evaluates the distilled set, saves its pictures and arrays, writes ``summary.json``.
 
     `data` is what was distilled from: its test set, pixel space, size,
-    label noise and validation split.
+    label noise and validation split; `record` is the method's init record.
     """
-    ds, space = data.ds, data.space
+    ds, space, method = data.ds, data.space, base.get(config.method)
+    out = method.distilled(config, state)
     train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
-    targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
-    eval_cfg = dataclasses.replace(config.eval, lr=float(state.syn_lr))
+    eval_cfg = config.eval if out.lr is None else dataclasses.replace(config.eval, lr=out.lr)
     result, _ = evaluate.train_and_evaluate(
         model,
-        state.images,
-        targets,
+        out.images,
+        out.targets,
         space.encode(ds.x_test),
         ds.y_test,
         eval_cfg,
@@ -583,45 +537,38 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, init, ru
         on_eval=lambda e: run.log(event="eval", **e),
         validation=data.validation,
     )
-    images = np.asarray(space.decode(state.images))
-    hard = np.asarray(jnp.argmax(state.labels, -1))
+    images = np.asarray(space.decode(out.images))
     report.save_image_grid(
         run.path / "distilled.png",
         images,
-        np.arange(len(images)) // config.datm.ipc,
+        out.classes,
         ds.class_names,
-        learned_labels=hard,
+        learned_labels=np.asarray(jnp.argmax(out.labels, -1)),
         per_class=None,
         title=f"{config.method} distilled set ({config.noise}; red = learned label differs)",
     )
+    extra = method.summary(state)
     np.savez_compressed(
         run.path / "distilled.npz",
-        images=np.asarray(state.images),
-        labels=np.asarray(state.labels),
-        syn_lr=float(state.syn_lr),
+        images=np.asarray(out.images),
+        labels=np.asarray(out.labels),
+        **extra,
     )
     if history:
         its = [h["iteration"] for h in history]
-        report.save_curves(
-            run.path / "curves.png",
-            its,
-            {
-                "matching loss": [h["loss"] for h in history],
-                "student lr": [h["syn_lr"] for h in history],
-            },
-            xlabel="iteration",
-        )
+        curves = {title: [h[name] for h in history] for name, title in method.curves.items()}
+        report.save_curves(run.path / "curves.png", its, curves, xlabel="iteration")
     summary = {
         "dataset": ds.name,
         "method": config.method,
         "noise": config.noise,
-        "ipc": config.datm.ipc,
-        "images": int(state.images.shape[0]),
+        "ipc": config.settings.ipc,
+        "images": int(out.images.shape[0]),
         **result.summary(),
-        "syn_lr": float(state.syn_lr),
+        **extra,
         "iterations": int(state.iteration),
         "skipped_updates": int(state.skipped),
-        "init_filled": init.filled,
+        "init_filled": record["filled"],
         **train,
     }
     run.write_json("summary.json", summary)

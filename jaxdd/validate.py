@@ -180,8 +180,13 @@ def _is_number(value: Any) -> bool:
 
 
 def check_links(config: Any, *, label: Label = plain) -> None:
-    """The ``LINKED`` paths of `config`'s root class hold one value each."""
+    """The ``LINKED`` paths of `config`'s root class hold one value each.
+
+    Paths the config ignores as configured (its ``unused()``) are left out.
+    """
+    unused = config.unused() if hasattr(config, "unused") else {}
     for group in getattr(type(config), "LINKED", ()):
+        group = tuple(path for path in group if path not in unused)
         values = [config_lib.get(config, path) for path in group]
         if any(v != values[0] for v in values):
             given = ", ".join(

@@ -89,7 +89,10 @@ def test_distill_help_lists_every_setting_with_its_default(capsys):
         assert re.search(rf"^  {re.escape(path)}=\S", text, re.MULTILINE), path
     assert re.search(r"^  datm\.ipc=10 +synthetic images per class$", text, re.MULTILINE)
     flat = " ".join(text.split())
-    assert "--ipc IPC synthetic images per class (sets datm.ipc; default: 10)" in flat
+    assert (
+        "--ipc IPC synthetic images per class (sets datm.ipc, or dm.ipc with --method dm; "
+        "default: 10)" in flat
+    )
 
 
 def _readme_commands() -> list[list[str]]:

@@ -7,7 +7,7 @@ import numpy as np
 
 from jaxdd import cli, parallel, report
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.distill import DistillConfig, _init_from_all, distill_loop, resolve_epoch_size
+from jaxdd.distill import DistillConfig, distill_loop, resolve_epoch_size
 from jaxdd.methods import datm
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.trust.dual import TADConfig
@@ -178,8 +178,8 @@ def test_given_epoch_size_resolves_to_the_pre_diversion_size():
 
 def test_only_an_expert_filtered_init_draws_from_every_given_label():
     tad = dataclasses.replace(CONFIG, trust=TADConfig())  # init_pool "all" by default
-    assert _init_from_all(tad)
-    assert not _init_from_all(CONFIG)  # no diversion
-    assert not _init_from_all(dataclasses.replace(tad, trust=TADConfig(init_pool="trusted")))
+    assert datm.init_from_all(tad)
+    assert not datm.init_from_all(CONFIG)  # no diversion
+    assert not datm.init_from_all(dataclasses.replace(tad, trust=TADConfig(init_pool="trusted")))
     unfiltered = dataclasses.replace(tad, datm=dataclasses.replace(tad.datm, init="real"))
-    assert not _init_from_all(unfiltered)  # no filter: the trusted space
+    assert not datm.init_from_all(unfiltered)  # no filter: the trusted space

@@ -31,11 +31,15 @@ from typing import Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxdd import parallel
+from jaxdd import parallel, rng
+from jaxdd.errors import ConfigError
 from jaxdd.experts import snapshot
+from jaxdd.methods import base
+from jaxdd.methods.datm_init import initialise
 from jaxdd.models.convnet import Model, Params
 from jaxdd.ops import dsa as dsa_lib
 from jaxdd.ops import loops
@@ -308,3 +312,105 @@ def shard_state(state: DATMState, mesh: jax.sharding.Mesh) -> DATMState:
         return jax.device_put(x, split if sharded else whole)
 
     return jax.tree.map(place, state)
+
+
+def init_from_all(config) -> bool:
+    """Whether a run's image init draws from every given label (`TADConfig.init_pool`).
+
+    Only an init that keeps the images the experts predict as their label
+    (``correct``) may; an unfiltered one draws from the trusted space.
+    """
+    trust = config.trust
+    return trust is not None and trust.init_pool == "all" and config.datm.init == "correct"
+
+
+class TrajectoryMatching:
+    """DATM (or MTT, its configuration) behind the driver's `base.Method` interface."""
+
+    field = "datm"
+    uses_experts = True
+    curves = {"loss": "matching loss", "syn_lr": "student lr"}
+    shown = ("loss", "syn_lr")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def check(self, config, label) -> None:
+        """The window fits in the experts' snapshots and is not empty."""
+        d = config.datm
+        needed = d.max_start_epoch - 1 + d.expert_epochs
+        if needed > config.experts.epochs:
+            raise ConfigError(
+                f"the window needs expert snapshots up to epoch {needed} but experts train "
+                f"{config.experts.epochs} epochs: raise {label('experts.epochs')} or lower "
+                f"{label('datm.max_start_epoch')}"
+            )
+        upper = min(d.current_max_start_epoch, d.max_start_epoch)
+        if d.sequential_generation and d.current_max_start_epoch > d.max_start_epoch:
+            raise ConfigError(
+                f"{label('datm.current_max_start_epoch')}={d.current_max_start_epoch} exceeds "
+                f"{label('datm.max_start_epoch')}={d.max_start_epoch}: the window grows up to it"
+            )
+        if not d.min_start_epoch < (upper if d.sequential_generation else d.max_start_epoch):
+            also = f" and {label('datm.current_max_start_epoch')}"
+            raise ConfigError(
+                f"{label('datm.min_start_epoch')}={d.min_start_epoch} leaves an empty window: "
+                f"it must be below {label('datm.max_start_epoch')}"
+                + (also if d.sequential_generation else "")
+            )
+
+    def unused(self, config) -> dict[str, str]:
+        d = config.datm
+        unused = {"eval.lr": "distilled sets are evaluated with the learned student lr"}
+        if not d.soft_labels:
+            why = "the labels stay one-hot (datm.soft_labels=false)"
+            unused |= {"datm.lr_y": why, "datm.momentum_y": why}
+        if not d.sequential_generation:
+            why = "the window is fixed (datm.sequential_generation=false)"
+            unused |= {"datm.current_max_start_epoch": why, "datm.expansion_end_epoch": why}
+        if d.init != "correct":
+            unused["trust.init_pool"] = "only datm.init=correct draws from every given label"
+        return unused
+
+    def setup(self, config, model: Model, data, services: base.Services) -> base.Setup:
+        """Expert trajectories (the step's resources) and the image/label init."""
+        d = config.datm
+        traj = services.experts(config)
+        pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=init_from_all(config))
+        init = initialise(
+            model,
+            traj,
+            pool_x,
+            pool_labels,
+            data.ds.num_classes,
+            d.ipc,
+            how=d.init,
+            soft_labels=d.soft_labels,
+            seed=rng.numpy_rng(services.seed, "init"),
+        )
+        state = init_state(
+            jnp.asarray(pool_x[init.indices]),
+            jnp.asarray(init.labels),
+            d,
+            key=rng.stream(services.seed, "distill"),
+        )
+        chosen = init.indices
+        noise = float(np.mean(pool_labels[chosen] != pool_clean[chosen]))
+        return base.Setup(state, traj, {"filled": init.filled, "label_noise": noise})
+
+    def step(self, model, config, state, resources):
+        return distill_step(model, config.datm, state, resources)
+
+    def shard(self, state, resources, mesh):
+        return shard_state(state, mesh), parallel.replicate(resources, mesh)
+
+    def distilled(self, config, state):
+        targets = jax.nn.softmax(state.labels) if config.datm.soft_labels else state.labels
+        classes = np.arange(state.images.shape[0]) // config.datm.ipc
+        return base.Distilled(state.images, state.labels, targets, float(state.syn_lr), classes)
+
+    def summary(self, state) -> dict:
+        return {"syn_lr": float(state.syn_lr)}
+
+
+METHODS = {"datm": TrajectoryMatching("datm"), "mtt": TrajectoryMatching("mtt")}
