@@ -489,10 +489,10 @@ def cmd_distill(args) -> None:
         progress=not args.no_progress,
         allow_config_change=args.allow_config_change,
     )
+    learned = f" (learned lr {summary['syn_lr']:.4g})" if "syn_lr" in summary else ""
     print(
-        f"{config.method} on {summary['dataset']} ({config.noise}), IPC {config.datm.ipc}: "
-        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds "
-        f"(learned lr {summary['syn_lr']:.4g})"
+        f"{config.method} on {summary['dataset']} ({config.noise}), IPC {summary['ipc']}: "
+        f"{mean_std(summary['accuracies'])} % over {len(summary['accuracies'])} seeds{learned}"
     )
     print(f"run directory: {run.path}")
 
