@@ -381,7 +381,7 @@ def _method_field(method: str) -> str:
     """The `DistillConfig` field holding `method`'s settings (``datm``, ``dm``)."""
     from jaxdd.methods import base
 
-    return base.get(method).field
+    return base.get_method(method).field
 
 
 def _baseline_config(args):

@@ -97,11 +97,11 @@ class DistillConfig:
     @property
     def settings(self) -> Any:
         """The method's own settings (``datm`` or ``dm``)."""
-        return getattr(self, base.get(self.method).field)
+        return getattr(self, base.get_method(self.method).field)
 
     def unused(self) -> dict[str, str]:
         """The settings this run ignores as configured: dotted path -> why."""
-        method = base.get(self.method)
+        method = base.get_method(self.method)
         return (
             base.others_unused(self, method)
             | method.unused(self)
@@ -116,7 +116,7 @@ def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> 
     `label` names a path in messages (the CLI gives its flags).
     """
     validate.check_tree(config, label=label)
-    base.get(config.method).check(config, label)
+    base.get_method(config.method).check(config, label)
     validate.check_links(config, label=label)
 
 
@@ -143,7 +143,7 @@ def validate_run(
         max_train=config.max_train,
         val_fraction=config.val_fraction,
         ipc=config.settings.ipc,
-        ipc_path=f"{base.get(config.method).field}.ipc",
+        ipc_path=f"{base.get_method(config.method).field}.ipc",
         label=label,
     )
     if run_dir is None:
@@ -301,7 +301,7 @@ def distill_loop(model, config, state, resources, ckpt, run, progress):
     `RunInterruptedError` raised (`_StopRequests`); resuming from that
     checkpoint gives the same result as an uninterrupted run.
     """
-    method = base.get(config.method)
+    method = base.get_method(config.method)
     step = jax.jit(lambda s, r: method.step(model, config, s, r), donate_argnums=0)
     start, end = int(state.iteration), config.settings.iterations
     if start < end:
@@ -440,7 +440,7 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
             title=f"{config.method} training set ({config.noise}; red = mislabelled)",
         )
     model = data.model(config.width, config.depth)
-    method = base.get(config.method)
+    method = base.get_method(config.method)
 
     def experts(cfg: DistillConfig):
         given = None if data.source is None else data.given_size
@@ -521,7 +521,7 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
     `data` is what was distilled from: its test set, pixel space, size,
     label noise and validation split; `record` is the method's init record.
     """
-    ds, space, method = data.ds, data.space, base.get(config.method)
+    ds, space, method = data.ds, data.space, base.get_method(config.method)
     out = method.distilled(config, state)
     train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
     eval_cfg = config.eval if out.lr is None else dataclasses.replace(config.eval, lr=out.lr)

@@ -40,6 +40,23 @@ def shard_runs(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(RUNS)))
 
 
+def split_leading(tree: Any, size: int, mesh: Mesh) -> Any:
+    """Leaves whose leading axis has `size` split over the runs axis; others replicated.
+
+    A distilled set's images (and whatever per-image state goes with them)
+    are split this way; `jax.jit` then partitions the work on them (GSPMD).
+    Needs `size` divisible by the mesh size (`runs_mesh(size)` picks one).
+    """
+    split = NamedSharding(mesh, PartitionSpec(RUNS))
+    whole = NamedSharding(mesh, PartitionSpec())
+
+    def place(x):
+        sharded = getattr(x, "ndim", 0) >= 1 and x.shape[0] == size
+        return jax.device_put(x, split if sharded else whole)
+
+    return jax.tree.map(place, tree)
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf whole on every device of `mesh`."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

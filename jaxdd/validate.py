@@ -109,6 +109,9 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         threshold=POSITIVE,
         batch_syn=COUNT,
     ),
+    "DMConfig": dict(
+        ipc=COUNT, iterations=COUNT, batch_real=COUNT, lr_img=POSITIVE, momentum_img=MOMENTUM
+    ),
     "ExpertConfig": dict(
         num_experts=COUNT, epochs=COUNT, lr=POSITIVE, batch_size=COUNT, epoch_size=COUNT
     ),

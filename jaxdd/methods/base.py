@@ -119,7 +119,7 @@ _MODULES = {"datm": "jaxdd.methods.datm", "mtt": "jaxdd.methods.datm", "dm": "ja
 NAMES = tuple(_MODULES)
 
 
-def get(name: str) -> Method:
+def get_method(name: str) -> Method:
     """The method called `name` (``datm``, ``mtt``, ``dm``)."""
     if name not in _MODULES:
         raise ValueError(f"unknown method {name!r}: use one of {', '.join(NAMES)}")
@@ -128,7 +128,7 @@ def get(name: str) -> Method:
 
 def fields() -> tuple[str, ...]:
     """The `DistillConfig` fields that hold some method's settings."""
-    return tuple(dict.fromkeys(get(name).field for name in NAMES))
+    return tuple(dict.fromkeys(get_method(name).field for name in NAMES))
 
 
 def others_unused(config: Any, method: Method) -> dict[str, str]:

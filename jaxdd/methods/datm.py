@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
 from jaxdd import parallel, rng
 from jaxdd.errors import ConfigError
@@ -303,15 +302,7 @@ def shard_state(state: DATMState, mesh: jax.sharding.Mesh) -> DATMState:
     minibatch work across devices (GSPMD). Needs ``N_s`` divisible by the
     mesh size (`jaxdd.parallel.runs_mesh(N_s)` picks such a mesh).
     """
-    split = NamedSharding(mesh, PartitionSpec(parallel.RUNS))
-    whole = NamedSharding(mesh, PartitionSpec())
-    n_syn = state.images.shape[0]
-
-    def place(x):
-        sharded = getattr(x, "ndim", 0) >= 1 and x.shape[0] == n_syn
-        return jax.device_put(x, split if sharded else whole)
-
-    return jax.tree.map(place, state)
+    return parallel.split_leading(state, state.images.shape[0], mesh)
 
 
 def init_from_all(config) -> bool:

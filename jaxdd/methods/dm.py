@@ -33,9 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import NamedSharding, PartitionSpec
 
-from jaxdd import rng
+from jaxdd import parallel, rng
 from jaxdd.methods import base
 from jaxdd.models.convnet import Model, Params
 from jaxdd.ops import dsa as dsa_lib
@@ -242,8 +241,9 @@ class DistributionMatching:
         return distill_step(model, config.dm, state, resources)
 
     def shard(self, state, resources, mesh):
-        whole = NamedSharding(mesh, PartitionSpec())
-        return jax.device_put(state, whole), jax.device_put(resources, whole)
+        """The images (and momentum) split over the mesh; the real tables replicated."""
+        n_syn = state.images.shape[0]
+        return parallel.split_leading(state, n_syn, mesh), parallel.replicate(resources, mesh)
 
     def distilled(self, config, state) -> base.Distilled:
         n = state.images.shape[0]

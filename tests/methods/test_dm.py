@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdd import cli, report
+from jaxdd import cli, parallel, report
 from jaxdd.checkpoint import Checkpointer
-from jaxdd.distill import DistillConfig, distill_loop
+from jaxdd.distill import DistillConfig, distill_loop, validate_run
 from jaxdd.methods import base, dm
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.ops import dsa as dsa_lib
@@ -190,6 +190,11 @@ def test_dm_ignores_the_other_methods_settings():
         cli._distill_config(
             cli._parser().parse_args(["distill", "--method", "dm", "--syn-steps", "3"])
         )
+    with pytest.raises(Exception, match="dm.momentum_img"):
+        config = cli._distill_config(
+            cli._parser().parse_args(["distill", "--method", "dm", "--set", "dm.momentum_img=1"])
+        )
+        validate_run(config, out_root="runs", run_dir=None, experts_dir="runs/experts")
     args = cli._parser().parse_args(["distill", "--method", "dm", "--ipc", "3", "--no-dsa"])
     config = cli._distill_config(args)
     assert config.dm.ipc == 3 and config.dm.dsa is False and config.datm.ipc == 10
@@ -216,3 +221,18 @@ def test_cli_dm_end_to_end_with_a_trust_split(tmp_path, capsys):
         assert saved["images"].shape == (20, 8, 8, 1)
         np.testing.assert_array_equal(saved["labels"].argmax(-1), np.repeat(np.arange(10), 2))
     assert {"distilled.png", "curves.png", "metrics.jsonl"} <= {p.name for p in run.iterdir()}
+
+
+def test_one_and_four_devices_give_the_same_distilled_set():
+    tables, _, _ = _tables()
+    method = base.get_method("dm")
+    step = jax.jit(lambda s, r: method.step(MODEL, CONFIG, s, r))
+    mesh = parallel.runs_mesh(C * IPC)
+    assert mesh.size == 3  # 6 images over the 4 simulated devices: a mesh that divides them
+    one, tables1 = _state(), tables
+    four, tables4 = method.shard(_state(), tables, mesh)
+    assert {s.data.shape[0] for s in four.images.addressable_shards} == {2}  # split, not copied
+    for _ in range(3):
+        one, _ = step(one, tables1)
+        four, _ = step(four, tables4)
+    np.testing.assert_allclose(one.images, four.images, rtol=1e-5, atol=1e-6)
