@@ -14,8 +14,9 @@ step. Evaluating at batch 256 or DATM's 128 is the same here: IPC 10 is
     jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 128 \
         --epochs 1000 --seeds 5 --eval-every 250
 
-    # DATM vs random at the SAME reduced scale (ConvNet-32, 300 evaluation epochs)
+    # DATM and DM vs random at the SAME reduced scale (ConvNet-32, 300 evaluation epochs)
     jaxdd distill --config experiments/fashion_mnist_cpu.py:datm-ipc10
+    jaxdd distill --config experiments/fashion_mnist_cpu.py:dm-ipc10
     jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 32 \
         --epochs 300 --seeds 5
 """
@@ -26,6 +27,7 @@ from jaxdd.distill import DistillConfig
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig
 from jaxdd.methods.datm import DATMConfig
+from jaxdd.methods.dm import DMConfig
 from jaxdd.ops.train import TrainConfig
 
 CONFIGS = {
@@ -51,6 +53,19 @@ CONFIGS = {
         experts=ExpertConfig(num_experts=5, epochs=8),
         eval=TrainConfig(epochs=300),
         checkpoint_every=50,
+    ),
+    # DM on the same data and evaluation: the reference's step (256 real images per class,
+    # lr_img 1, momentum 0.5, DSA) for 1000 of its 20 000 iterations (~1 s each here).
+    "dm-ipc10": DistillConfig(
+        dataset="fashion_mnist",
+        noise="none",
+        method="dm",
+        width=32,
+        max_train=10000,
+        dm=DMConfig(ipc=10, iterations=1000),
+        eval=TrainConfig(epochs=300),
+        checkpoint_every=100,
+        log_every=20,
     ),
 }
 

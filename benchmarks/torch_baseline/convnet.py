@@ -89,16 +89,20 @@ class ConvNetFlat:
         chunks = flat.split(self._numels)
         return [c.view(s.shape) for c, s in zip(chunks, self._slots, strict=True)]
 
-    def forward(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, C]`` of images ``x: [B, C_in, H, W]`` under parameters ``flat [P]``."""
-        params = iter(self.unflatten(flat))
+    def features(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """Penultimate features ``[B, D]`` of images ``x: [B, C_in, H, W]`` (DM's embedding)."""
+        params = self.unflatten(flat)
         h = x
-        for _ in range(self.depth):
-            weight, bias, gamma, beta = (next(params) for _ in range(4))
+        for block in range(self.depth):
+            weight, bias, gamma, beta = params[4 * block : 4 * block + 4]
             h = F.conv2d(h, weight, bias, padding=1)
             h = F.group_norm(h, self.width, gamma, beta, eps=NORM_EPS)
             h = F.avg_pool2d(F.relu(h), kernel_size=2, stride=2)
-        head_w, head_b = params
-        return F.linear(h.flatten(1), head_w, head_b)
+        return h.flatten(1)
+
+    def forward(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` of images ``x: [B, C_in, H, W]`` under parameters ``flat [P]``."""
+        head_w, head_b = self.unflatten(flat)[-2:]
+        return F.linear(self.features(x, flat), head_w, head_b)
 
     __call__ = forward
