@@ -31,6 +31,7 @@ _EXPORTS = {
     "JaxddError": "jaxdd.errors",
     "EvalResult": "jaxdd.evaluate",
     "adam_protocol": "jaxdd.evaluate",
+    "dance_protocol": "jaxdd.evaluate",
     "sgd_protocol": "jaxdd.evaluate",
     "train_and_evaluate": "jaxdd.evaluate",
     "ExpertConfig": "jaxdd.experts",

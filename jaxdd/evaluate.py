@@ -25,6 +25,15 @@ def sgd_protocol(**overrides) -> TrainConfig:
     return dataclasses.replace(TrainConfig(), **overrides)
 
 
+def dance_protocol(**overrides) -> TrainConfig:
+    """DANCE/IDC evaluation: 1500 epochs, SGD 0.01, momentum 0.9, wd 5e-4, ×0.2 at
+    epochs 1000 and 1250 (2/3 and 5/6), DSA + CutMix (p 0.5, β 1)."""
+    base = TrainConfig(
+        epochs=1500, lr_milestones=(2 / 3, 5 / 6), lr_gamma=0.2, dsa=True, cutmix=0.5
+    )
+    return dataclasses.replace(base, **overrides)
+
+
 def adam_protocol(**overrides) -> TrainConfig:
     """RCIG evaluation: Adam 1e-4, 500 warmup steps + cosine, MSE, no decay."""
     base = TrainConfig(

@@ -125,6 +125,8 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         lr_gamma=POSITIVE,
         warmup_steps=NON_NEGATIVE,
         consistency=NON_NEGATIVE,
+        cutmix=UNIT,
+        cutmix_beta=POSITIVE,
         num_seeds=COUNT,
         eval_batch=COUNT,
         epoch_steps=COUNT,
@@ -317,8 +319,12 @@ def trust_unused(trust: Any, prefix: str = "trust") -> dict[str, str]:
 
 
 def train_unused(train: Any, prefix: str) -> dict[str, str]:
-    """The `TrainConfig` fields its optimizer ignores: path -> why."""
+    """The `TrainConfig` fields its optimizer (and CutMix setting) ignore: path -> why."""
+    unused = {}
+    if not train.cutmix:
+        unused[f"{prefix}.cutmix_beta"] = f"CutMix is off ({prefix}.cutmix=0)"
     if train.optimizer == "sgd":
-        return {f"{prefix}.warmup_steps": f"only Adam warms up ({prefix}.optimizer=sgd)"}
+        return unused | {f"{prefix}.warmup_steps": f"only Adam warms up ({prefix}.optimizer=sgd)"}
     why = f"Adam follows warmup + cosine, without momentum ({prefix}.optimizer=adam)"
-    return {f"{prefix}.{name}": why for name in ("momentum", "lr_milestones", "lr_gamma")}
+    names = ("momentum", "lr_milestones", "lr_gamma")
+    return unused | {f"{prefix}.{name}": why for name in names}

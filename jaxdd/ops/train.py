@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxdd.models.convnet import Model, Params
+from jaxdd.ops import cutmix as cutmix_lib
 from jaxdd.ops import dsa as dsa_lib
 from jaxdd.ops.losses import LOSSES
 
@@ -43,6 +44,9 @@ class TrainConfig:
       dsa: apply DSA (0.2) to every training batch.
       dsa_families: the DSA families each batch's one family is drawn from
         (the references' strategy string ``color_crop_cutout_flip_scale_rotate``).
+      cutmix: probability of CutMix on a batch, after DSA (`jaxdd.ops.cutmix`;
+        DANCE's protocol: 0.5); 0 disables it.
+      cutmix_beta: CutMix's Beta(β, β) mixing distribution.
       consistency: weight of a two-view consistency term, the squared
         distance between the softmax outputs on two DSA views of the batch
         (TAD referees, docs/algorithms.md §4.1); 0 disables it.
@@ -76,6 +80,8 @@ class TrainConfig:
     loss: Literal["ce", "mse"] = "ce"
     dsa: bool = True
     dsa_families: tuple[str, ...] = dsa_lib.FAMILIES
+    cutmix: float = 0.0
+    cutmix_beta: float = 1.0
     consistency: float = 0.0
     num_seeds: int = 5
     eval_batch: int = 500
@@ -83,6 +89,10 @@ class TrainConfig:
     drop_last: bool = False
     sam_rho: float = 0.0
     sam_alpha: float = 0.0
+
+
+# fold_in index of a step's CutMix draw (DSA views take 0 and 1).
+_CUTMIX_STREAM = 2
 
 
 class TrainState(NamedTuple):
@@ -228,6 +238,11 @@ def make_train_step(
 
     def batch_loss(params, xb, tb, mask, key, family_key):
         view = augment(xb, key, family_key, 0) if config.dsa else xb
+        if config.cutmix:
+            mix_key = jax.random.fold_in(key, _CUTMIX_STREAM)
+            view, tb = cutmix_lib.cutmix(
+                view, tb, key=mix_key, prob=config.cutmix, beta=config.cutmix_beta
+            )
         logits = model.apply(params, view)
         loss = loss_fn(logits, tb, mask)
         if config.consistency:
