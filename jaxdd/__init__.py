@@ -41,6 +41,7 @@ _EXPORTS = {
     "Method": "jaxdd.methods.base",
     "get_method": "jaxdd.methods.base",
     "DMConfig": "jaxdd.methods.dm",
+    "DANCEConfig": "jaxdd.methods.dance",
     "ConvNetSpec": "jaxdd.models.convnet",
     "Model": "jaxdd.models.convnet",
     "depth_for": "jaxdd.models.convnet",

@@ -287,11 +287,12 @@ def _add_distill_parser(sub) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("datm", "mtt", "dm"),
+        choices=("datm", "mtt", "dm", "dance"),
         default=None,
         help="start from this method's defaults (mtt: hard fixed labels, random real init, a "
-        "fixed window, no loss gate; dm: distribution matching with random networks); not "
-        "with --config, whose file sets the method (default: datm)",
+        "fixed window, no loss gate; dm: distribution matching with random networks; dance: "
+        "distribution matching with an expert pool); not with --config, whose file sets the "
+        "method (default: datm)",
     )
     _add_trust(p, "none, or the --config file's")
     p.add_argument(
@@ -346,8 +347,7 @@ def _with_trust(base, trust: str | None, overrides: Sequence[config_lib.Override
 
 def _distill_config(args):
     """The `DistillConfig` of a command line: defaults or --config, then the flags."""
-    from jaxdd.distill import DistillConfig
-    from jaxdd.methods.datm import DATMConfig, mtt_config
+    from jaxdd.distill import DistillConfig, method_defaults
 
     if args.config:
         if args.method:
@@ -362,8 +362,7 @@ def _distill_config(args):
                 "not a DistillConfig"
             )
     else:
-        method = args.method or "datm"
-        base = DistillConfig(method=method, datm=mtt_config() if method == "mtt" else DATMConfig())
+        base = method_defaults(args.method or "datm")
     base, overrides = _with_trust(base, args.trust, args.overrides or [])
     field = _method_field(base.method)
     overrides = [dataclasses.replace(o, path=_resolve(o.path, field)) for o in overrides]

@@ -32,7 +32,7 @@ from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
-from jaxdd.methods import base, datm, dm
+from jaxdd.methods import base, dance, datm, dm
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import Prepared, prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -51,10 +51,12 @@ class DistillConfig:
       noise: label-noise spec, e.g. ``symmetric:0.4`` or ``asymmetric:0.4:1=7,7=1``
         (`jaxdd.data.noise.parse_noise`).
       noise_seed: seeds the label noise.
-      method: ``datm``, ``mtt`` (both with their settings in `datm`) or ``dm``
-        (settings in `dm`); the other methods' settings are unused.
+      method: ``datm``, ``mtt`` (both with their settings in `datm`), ``dm``
+        or ``dance`` (settings in `dm`, `dance`); the other methods' settings
+        are unused.
       datm: the trajectory-matching hyper-parameters.
-      dm: the distribution-matching hyper-parameters.
+      dm: DM's hyper-parameters.
+      dance: DANCE's hyper-parameters (its expert pool is `experts`).
       experts: the expert protocol (methods that use experts).
       eval: how distilled sets are evaluated (DATM/MTT replace its lr by the
         learned student lr).
@@ -79,9 +81,10 @@ class DistillConfig:
     dataset: str = "digits"
     noise: str = "symmetric:0.4"
     noise_seed: int = 0
-    method: Literal["datm", "mtt", "dm"] = "datm"
+    method: Literal["datm", "mtt", "dm", "dance"] = "datm"
     datm: datm.DATMConfig = datm.DATMConfig()
     dm: dm.DMConfig = dm.DMConfig()
+    dance: dance.DANCEConfig = dance.DANCEConfig()
     experts: ExpertConfig = ExpertConfig()
     eval: TrainConfig = TrainConfig()
     width: int = 128
@@ -108,6 +111,21 @@ class DistillConfig:
             | validate.trust_unused(self.trust)
             | validate.train_unused(self.eval, "eval")
         )
+
+
+def method_defaults(method: str) -> DistillConfig:
+    """The defaults of a run of `method`: its settings, expert schedule and evaluation.
+
+    DATM: `DistillConfig()`; MTT: `datm.mtt_config`; DM: the default SGD
+    evaluation (DM's); DANCE: its expert pool schedule (`dance.POOL`) and its
+    evaluation (`evaluate.dance_protocol`).
+    """
+    if method == "mtt":
+        return DistillConfig(method="mtt", datm=datm.mtt_config())
+    if method == "dance":
+        return DistillConfig(method="dance", experts=dance.POOL, eval=evaluate.dance_protocol())
+    base.get_method(method)  # refuses an unknown name
+    return DistillConfig(method=method)
 
 
 def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:

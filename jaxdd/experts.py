@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdd.models.convnet import Model, Params
+from jaxdd.ops.dsa import FAMILIES
 from jaxdd.ops.train import Preprocess, TrainConfig
 from jaxdd.training import Runner
 
@@ -30,9 +31,16 @@ class ExpertConfig:
       num_experts: E (references: 100).
       epochs: T, snapshots after every epoch (MTT 50; DATM needs
         T ≥ max_start_epoch + expert_epochs).
-      lr: lr_teacher, constant.
+      lr: lr_teacher (constant unless `lr_milestones`).
       batch_size: SGD batch.
       dsa: DSA on every batch.
+      dsa_families: the DSA families drawn from (DANCE's pool: color, crop).
+      momentum, weight_decay: SGD's (the trajectory references: none; DANCE's
+        pool: 0.9 and 5e-4).
+      lr_milestones, lr_gamma: fractions of training after which the lr is
+        multiplied by `lr_gamma` (the trajectory references: none, a constant
+        lr; DANCE's pool: ×0.2 at 2/3 and 5/6).
+      cutmix: CutMix probability per batch (DANCE's pool: 0.5).
       epoch_size: samples that make one trajectory epoch, i.e.
         ``⌊epoch_size / batch_size⌋`` SGD steps between snapshots. None: one
         pass over the set the experts train on (the references). ``given``
@@ -51,21 +59,31 @@ class ExpertConfig:
     lr: float = 0.01
     batch_size: int = 256
     dsa: bool = True
+    dsa_families: tuple[str, ...] = FAMILIES
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    lr_milestones: tuple[float, ...] = ()
+    lr_gamma: float = 0.1
+    cutmix: float = 0.0
     epoch_size: int | Literal["given"] | None = "given"
     sam_rho: float = 0.0
     sam_alpha: float = 0.0
 
     def train_config(self) -> TrainConfig:
-        """The references' expert protocol: SGD or GSAM, no momentum or decay, constant lr."""
+        """The protocol: by default the trajectory references' (SGD or GSAM, no momentum
+        or decay, constant lr)."""
         size = None if self.epoch_size == "given" else self.epoch_size
         return TrainConfig(
             lr=self.lr,
             epochs=self.epochs,
             batch_size=self.batch_size,
-            momentum=0.0,
-            weight_decay=0.0,
-            lr_milestones=(),
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            lr_milestones=self.lr_milestones,
+            lr_gamma=self.lr_gamma,
+            cutmix=self.cutmix,
             dsa=self.dsa,
+            dsa_families=self.dsa_families,
             num_seeds=self.num_experts,
             epoch_steps=None if size is None else max(1, size // self.batch_size),
             sam_rho=self.sam_rho,

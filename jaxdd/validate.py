@@ -112,8 +112,25 @@ BOUNDS: dict[str, dict[str, Bound]] = {
     "DMConfig": dict(
         ipc=COUNT, iterations=COUNT, batch_real=COUNT, lr_img=POSITIVE, momentum_img=MOMENTUM
     ),
+    "DANCEConfig": dict(
+        ipc=COUNT,
+        iterations=COUNT,
+        batch_real=COUNT,
+        lr_img=POSITIVE,
+        momentum_img=MOMENTUM,
+        factor=COUNT,
+    ),
     "ExpertConfig": dict(
-        num_experts=COUNT, epochs=COUNT, lr=POSITIVE, batch_size=COUNT, epoch_size=COUNT
+        num_experts=COUNT,
+        epochs=COUNT,
+        lr=POSITIVE,
+        batch_size=COUNT,
+        epoch_size=COUNT,
+        momentum=MOMENTUM,
+        weight_decay=NON_NEGATIVE,
+        lr_milestones=INTERIOR,
+        lr_gamma=POSITIVE,
+        cutmix=UNIT,
     ),
     "TrainConfig": dict(
         lr=POSITIVE,

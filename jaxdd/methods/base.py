@@ -115,12 +115,17 @@ class Method(Protocol):
 
 
 # Method name → module that defines `METHODS` with it.
-_MODULES = {"datm": "jaxdd.methods.datm", "mtt": "jaxdd.methods.datm", "dm": "jaxdd.methods.dm"}
+_MODULES = {
+    "datm": "jaxdd.methods.datm",
+    "mtt": "jaxdd.methods.datm",
+    "dm": "jaxdd.methods.dm",
+    "dance": "jaxdd.methods.dance",
+}
 NAMES = tuple(_MODULES)
 
 
 def get_method(name: str) -> Method:
-    """The method called `name` (``datm``, ``mtt``, ``dm``)."""
+    """The method called `name` (``datm``, ``mtt``, ``dm``, ``dance``)."""
     if name not in _MODULES:
         raise ValueError(f"unknown method {name!r}: use one of {', '.join(NAMES)}")
     return importlib.import_module(_MODULES[name]).METHODS[name]

@@ -1,0 +1,162 @@
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxdd import cli
+from jaxdd.distill import DistillConfig, method_defaults
+from jaxdd.methods import base, dance, dm
+from jaxdd.models.convnet import ConvNetSpec, make_convnet
+from jaxdd.ops.losses import soft_cross_entropy
+
+C, IPC, B, P = 3, 2, 4, 2
+MODEL = make_convnet(ConvNetSpec(C, (8, 8, 1), width=4, depth=1))
+SETTINGS = dance.DANCEConfig(ipc=IPC, iterations=4, batch_real=B)
+
+
+def _resources(low=-3.0, high=3.0):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(C), 6)
+    x = rng.normal(size=(len(labels), 8, 8, 1)).astype(np.float32)
+    table, weight = base.class_tables(labels, C)
+    tables = dm.RealTables(jnp.asarray(x), jnp.asarray(table), jnp.asarray(weight))
+    inits = jax.vmap(MODEL.init)(jax.random.split(jax.random.key(1), P))
+    finals = jax.vmap(MODEL.init)(jax.random.split(jax.random.key(2), P))
+    pool = dance.Pool(inits, finals)
+    return dance.Resources(tables, pool, jnp.full((1,), low), jnp.full((1,), high))
+
+
+def test_the_middle_encoder_is_either_end_exactly_at_lambda_zero_and_one():
+    a, b = MODEL.init(jax.random.key(0)), MODEL.init(jax.random.key(1))
+    for lam, expect in ((1.0, a), (0.0, b)):
+        mid = dance.interpolate(a, b, jnp.float32(lam))
+        for x, y in zip(jax.tree.leaves(mid), jax.tree.leaves(expect), strict=True):
+            np.testing.assert_array_equal(x, y)
+    half = dance.interpolate(a, b, jnp.float32(0.25))
+    for x, p, q in zip(*(jax.tree.leaves(t) for t in (half, a, b)), strict=True):
+        np.testing.assert_allclose(x, 0.25 * p + 0.75 * q, rtol=1e-6)
+
+
+def test_factor_one_decodes_to_itself_and_factor_two_to_upsampled_tiles():
+    x = jax.random.normal(jax.random.key(0), (3, 8, 8, 2))
+    np.testing.assert_array_equal(dance.decode(x, 1), x)
+    out = dance.decode(x, 2)
+    assert out.shape == (12, 8, 8, 2)
+    for i in range(3):
+        for r in range(2):
+            for c in range(2):
+                tile = x[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]
+                expect = jax.image.resize(tile, (8, 8, 2), "bilinear", antialias=False)
+                np.testing.assert_allclose(out[4 * i + 2 * r + c], expect, rtol=1e-6, atol=1e-6)
+    # a constant tile decodes to a constant image: the layout is exact, not blurred across tiles
+    const = jnp.zeros((1, 8, 8, 1)).at[0, :4, 4:].set(1.0)
+    np.testing.assert_allclose(dance.decode(const, 2)[1], 1.0, atol=1e-6)
+
+
+def test_form_lays_real_images_out_so_that_decode_gives_them_back_coarsely():
+    x = np.broadcast_to(np.arange(8, dtype=np.float32)[:, None, None, None], (8, 8, 8, 1))
+    stored = dance.form(np.ascontiguousarray(x), 2)
+    assert stored.shape == (2, 8, 8, 1)
+    back = np.asarray(dance.decode(jnp.asarray(stored), 2))
+    np.testing.assert_allclose(back, x, atol=1e-5)  # constant images survive the round trip
+
+
+def test_inter_class_loss_is_the_sum_over_classes_of_each_class_mean_ce():
+    params = MODEL.init(jax.random.key(3))
+    images = jax.random.normal(jax.random.key(4), (C * IPC, 8, 8, 1))
+    fast = dance.inter_class_loss(MODEL, params, images, C, key=jax.random.key(5), dsa=False)
+    slow = sum(
+        soft_cross_entropy(
+            MODEL.apply(params, images[c * IPC : (c + 1) * IPC]),
+            jax.nn.one_hot(jnp.full(IPC, c), C),
+        )
+        for c in range(C)
+    )
+    np.testing.assert_allclose(fast, slow, rtol=1e-5)
+
+
+def test_the_loss_is_both_views_and_the_gradient_matches_finite_differences():
+    res = _resources()
+    state = dance.init_state(
+        jax.random.normal(jax.random.key(6), (C * IPC, 8, 8, 1)), SETTINGS, key=jax.random.key(7)
+    )
+    _, metrics = dance.distill_step(MODEL, SETTINGS, state, res)
+    np.testing.assert_allclose(metrics["loss"], metrics["intra"] + metrics["inter"], rtol=1e-6)
+    with jax.enable_x64(True):
+        res64 = jax.tree.map(
+            lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a, res
+        )
+        images = jax.random.normal(jax.random.key(6), (C * IPC, 8, 8, 1), jnp.float64)
+        real, weight = dm.sample_class_batches(res64.tables, B, key=jax.random.key(8))
+        t0 = jax.tree.map(lambda a: a[0], res64.pool.init)
+        tt = jax.tree.map(lambda a: a[0], res64.pool.final)
+        mid = dance.interpolate(t0, tt, jnp.float64(0.3))
+
+        def loss(x):
+            syn = x.reshape(C, IPC, 8, 8, 1)
+            intra = jnp.sum(
+                dm.class_losses(MODEL, mid, syn, real, weight, key=jax.random.key(9), dsa=True)
+            )
+            return intra + dance.inter_class_loss(MODEL, tt, x, C, key=jax.random.key(10), dsa=True)
+
+        d = jax.random.normal(jax.random.key(11), images.shape, jnp.float64)
+        eps = 1e-6
+        numeric = (loss(images + eps * d) - loss(images - eps * d)) / (2 * eps)
+        np.testing.assert_allclose(jnp.vdot(jax.grad(loss)(images), d), numeric, rtol=1e-6)
+
+
+def test_a_step_clamps_pixels_and_leaves_the_pool_untouched():
+    res = _resources(low=-0.1, high=0.1)
+    before = jax.tree.map(np.asarray, res.pool)
+    state = dance.init_state(
+        jax.random.normal(jax.random.key(6), (C * IPC, 8, 8, 1)), SETTINGS, key=jax.random.key(7)
+    )
+    step = jax.jit(lambda s: dance.distill_step(MODEL, SETTINGS, s, res))
+    for _ in range(2):
+        state, metrics = step(state)
+    assert bool(metrics["accepted"]) and int(state.iteration) == 2
+    assert state.images.min() >= np.float32(-0.1) and state.images.max() <= np.float32(0.1)
+    assert state.images.min() == np.float32(-0.1)  # the clamp is reached (a large lr)
+    for a, b in zip(jax.tree.leaves(res.pool), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_step_is_skipped_and_counted():
+    res = _resources()
+    images = jnp.full((C * IPC, 8, 8, 1), jnp.nan)
+    state = dance.init_state(images, SETTINGS, key=jax.random.key(7))
+    after, metrics = dance.distill_step(MODEL, SETTINGS, state, res)
+    assert not bool(metrics["accepted"]) and int(after.skipped) == 1
+    assert bool(jnp.all(jnp.isnan(after.images)))  # left as it was, not "repaired"
+
+
+def test_dance_defaults_are_the_references_and_zca_is_refused():
+    config = method_defaults("dance")
+    assert config.experts.num_experts == 5 and config.experts.batch_size == 64
+    assert config.experts.cutmix == 0.5 and config.experts.dsa_families == ("color", "crop")
+    assert config.eval.epochs == 1500 and config.eval.cutmix == 0.5
+    assert config.dance.image_lr == pytest.approx(0.1)  # 0.01 · ipc 10
+    with pytest.raises(Exception, match="zca"):
+        base.get_method("dance").check(DistillConfig(method="dance", zca=True), lambda path: path)
+
+
+def test_cli_dance_end_to_end_with_factor_two(tmp_path, capsys):
+    argv = [
+        "distill", "--method", "dance", "--dataset", "digits", "--noise", "symmetric:0.4",
+        "--width", "4", "--max-train", "300", "--ipc", "1", "--iterations", "3",
+        "--num-experts", "2", "--expert-train-epochs", "2", "--eval-epochs", "3",
+        "--seeds", "2", "--checkpoint-every", "2", "--set", "dance.factor=2",
+        "--set", "dance.batch_real=16", "--run-dir", str(tmp_path / "run"),
+        "--experts-dir", str(tmp_path / "experts"), "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "dance on digits" in capsys.readouterr().out
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["method"] == "dance" and summary["iterations"] == 3
+    assert summary["images"] == 40  # 10 classes × 1 stored image × 2² decoded
+    assert len(list((tmp_path / "experts").iterdir())) == 1  # the pool, cached
+    with np.load(run / "distilled.npz") as saved:
+        assert saved["images"].shape == (40, 8, 8, 1)
