@@ -162,7 +162,7 @@ class _SettingsHelp(argparse.Action):
             where = leaf.path
             if action.alias.path.startswith(f"{METHOD}."):
                 name = leaf.path.rsplit(".", 1)[-1]
-                where += f", or dm.{name} with --method dm"
+                where += f", or dm.{name} / dance.{name} with --method dm / dance"
             action.help = _escape(f"{leaf.help} (sets {where}; default: {default})")
         settings = textwrap.indent(config_lib.describe(tree, expand=True), "  ")
         parser.epilog = (

@@ -90,8 +90,8 @@ def test_distill_help_lists_every_setting_with_its_default(capsys):
     assert re.search(r"^  datm\.ipc=10 +synthetic images per class$", text, re.MULTILINE)
     flat = " ".join(text.split())
     assert (
-        "--ipc IPC synthetic images per class (sets datm.ipc, or dm.ipc with --method dm; "
-        "default: 10)" in flat
+        "--ipc IPC synthetic images per class (sets datm.ipc, or dm.ipc / dance.ipc with "
+        "--method dm / dance; default: 10)" in flat
     )
 
 
