@@ -27,9 +27,19 @@ def sgd_protocol(**overrides) -> TrainConfig:
 
 def dance_protocol(**overrides) -> TrainConfig:
     """DANCE/IDC evaluation: 1500 epochs, SGD 0.01, momentum 0.9, wd 5e-4, ×0.2 at
-    epochs 1000 and 1250 (2/3 and 5/6), DSA + CutMix (p 0.5, β 1)."""
+    epochs 1000 and 1250 (2/3 and 5/6), DSA + CutMix (p 0.5, β 1).
+
+    DSA draws from colour, crop, flip, scale and rotate: the IDC trainer drops
+    cutout from its strategy whenever CutMix is on (and flip for MNIST/SVHN,
+    whose digits flipping changes; pass ``dsa_families`` for those).
+    """
     base = TrainConfig(
-        epochs=1500, lr_milestones=(2 / 3, 5 / 6), lr_gamma=0.2, dsa=True, cutmix=0.5
+        epochs=1500,
+        lr_milestones=(2 / 3, 5 / 6),
+        lr_gamma=0.2,
+        dsa=True,
+        dsa_families=("color", "crop", "flip", "scale", "rotate"),
+        cutmix=0.5,
     )
     return dataclasses.replace(base, **overrides)
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdd.models.convnet import Model, Params
-from jaxdd.ops.dsa import FAMILIES
+from jaxdd.ops.dsa import FAMILIES, Family
 from jaxdd.ops.train import Preprocess, TrainConfig
 from jaxdd.training import Runner
 
@@ -59,7 +59,7 @@ class ExpertConfig:
     lr: float = 0.01
     batch_size: int = 256
     dsa: bool = True
-    dsa_families: tuple[str, ...] = FAMILIES
+    dsa_families: tuple[Family, ...] = FAMILIES
     momentum: float = 0.0
     weight_decay: float = 0.0
     lr_milestones: tuple[float, ...] = ()

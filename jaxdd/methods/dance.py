@@ -49,6 +49,8 @@ class DANCEConfig:
       momentum_img: its momentum (the reference: 0.5).
       factor: multi-formation factor f (1: none; the reference's README: 2).
       dsa: Siamese DSA in the intra-class view, DSA in the inter-class view.
+      dsa_families: the families each draw picks one of (the reference's
+        matching ``aug_type``: colour, crop, cutout).
     """
 
     ipc: int = 10
@@ -58,6 +60,12 @@ class DANCEConfig:
     momentum_img: float = 0.5
     factor: int = 1
     dsa: bool = True
+    dsa_families: tuple[dsa_lib.Family, ...] = ("color", "crop", "cutout")
+
+    @property
+    def augmentation(self) -> dsa_lib.DSAConfig:
+        """The DSA settings of both views."""
+        return dsa_lib.DSAConfig(families=tuple(self.dsa_families))
 
     @property
     def image_lr(self) -> float:
@@ -170,10 +178,17 @@ def init_state(images: jax.Array, config: DANCEConfig, *, key: jax.Array) -> DAN
 
 
 def inter_class_loss(
-    model: Model, params: Params, images: jax.Array, num_classes: int, *, key, dsa: bool
+    model: Model,
+    params: Params,
+    images: jax.Array,
+    num_classes: int,
+    *,
+    key,
+    dsa: bool,
+    augmentation: dsa_lib.DSAConfig = dsa_lib.DEFAULT_CONFIG,
 ) -> jax.Array:
     """Σ_c mean CE of f(params, DSA(syn_c)) against c, over decoded class-major images."""
-    view = dsa_lib.dsa(images, key=key) if dsa else images
+    view = dsa_lib.dsa(images, key=key, config=augmentation) if dsa else images
     per_class = images.shape[0] // num_classes
     targets = jax.nn.one_hot(jnp.arange(images.shape[0]) // per_class, num_classes)
     return num_classes * soft_cross_entropy(model.apply(params, view), targets)
@@ -198,14 +213,19 @@ def distill_step(
     batch = min(config.batch_real, res.tables.table.shape[1])
     real, weight = dm.sample_class_batches(res.tables, batch, key=batch_key)
     num_classes = res.tables.table.shape[0]
+    aug = config.augmentation
 
     def loss_fn(images):
         full = decode(images, config.factor)
         syn = full.reshape(num_classes, -1, *full.shape[1:])
         intra = jnp.sum(
-            dm.class_losses(model, mid, syn, real, weight, key=intra_key, dsa=config.dsa)
+            dm.class_losses(
+                model, mid, syn, real, weight, key=intra_key, dsa=config.dsa, augmentation=aug
+            )
         )
-        inter = inter_class_loss(model, theta_t, full, num_classes, key=inter_key, dsa=config.dsa)
+        inter = inter_class_loss(
+            model, theta_t, full, num_classes, key=inter_key, dsa=config.dsa, augmentation=aug
+        )
         return intra + inter, (intra, inter)
 
     (loss, (intra, inter)), grad = jax.value_and_grad(loss_fn, has_aux=True)(state.images)

@@ -136,6 +136,7 @@ def class_losses(
     *,
     key: jax.Array,
     dsa: bool,
+    augmentation: dsa_lib.DSAConfig = dsa_lib.DEFAULT_CONFIG,
 ) -> jax.Array:
     """``[C]`` ‖mean φ(real_c) − mean φ(syn_c)‖² for every class at once.
 
@@ -147,14 +148,15 @@ def class_losses(
       weight: ``[C, b]`` the real members' weights in their class mean.
       key: the Siamese augmentation draw (the family from it is shared by all classes).
       dsa: augment or not.
+      augmentation: the DSA families and their settings.
     """
     family_key, per_class = jax.random.split(key)
     keys = jax.random.split(per_class, syn.shape[0])
 
     def one(syn_c, real_c, w_c, k):
         if dsa:
-            syn_c = dsa_lib.dsa(syn_c, key=k, family_key=family_key)
-            real_c = dsa_lib.dsa(real_c, key=k, family_key=family_key)
+            syn_c = dsa_lib.dsa(syn_c, key=k, config=augmentation, family_key=family_key)
+            real_c = dsa_lib.dsa(real_c, key=k, config=augmentation, family_key=family_key)
         mean_syn = jnp.mean(model.features(params, syn_c), axis=0)
         feats = jax.lax.stop_gradient(model.features(params, real_c))
         mean_real = jnp.sum(feats * w_c[:, None], axis=0) / jnp.maximum(jnp.sum(w_c), 1e-12)

@@ -21,14 +21,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import typing
 from collections.abc import Callable
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 from jaxdd.errors import ConfigError
 
-FAMILIES = ("color", "crop", "cutout", "flip", "scale", "rotate")
+Family = Literal["color", "crop", "cutout", "flip", "scale", "rotate"]
+FAMILIES: tuple[Family, ...] = typing.get_args(Family)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,7 +79,7 @@ class TrainConfig:
     warmup_steps: int = 500
     loss: Literal["ce", "mse"] = "ce"
     dsa: bool = True
-    dsa_families: tuple[str, ...] = dsa_lib.FAMILIES
+    dsa_families: tuple[dsa_lib.Family, ...] = dsa_lib.FAMILIES
     cutmix: float = 0.0
     cutmix_beta: float = 1.0
     consistency: float = 0.0

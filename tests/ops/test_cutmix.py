@@ -84,3 +84,4 @@ def test_dance_protocol_is_the_references():
     assert config.epochs == 1500 and config.lr == 0.01 and config.lr_gamma == 0.2
     np.testing.assert_allclose(np.array(config.lr_milestones) * 1500, [1000, 1250])
     assert config.cutmix == 0.5 and config.dsa and config.weight_decay == 5e-4
+    assert "cutout" not in config.dsa_families  # IDC drops it under CutMix
