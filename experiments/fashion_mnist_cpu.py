@@ -17,15 +17,19 @@ step. Evaluating at batch 256 or DATM's 128 is the same here: IPC 10 is
     # DATM and DM vs random at the SAME reduced scale (ConvNet-32, 300 evaluation epochs)
     jaxdd distill --config experiments/fashion_mnist_cpu.py:datm-ipc10
     jaxdd distill --config experiments/fashion_mnist_cpu.py:dm-ipc10
+    jaxdd distill --config experiments/fashion_mnist_cpu.py:dance-ipc10
     jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 32 \
         --epochs 300 --seeds 5
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from jaxdd.distill import DistillConfig
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig
+from jaxdd.methods import dance
 from jaxdd.methods.datm import DATMConfig
 from jaxdd.methods.dm import DMConfig
 from jaxdd.ops.train import TrainConfig
@@ -63,6 +67,21 @@ CONFIGS = {
         width=32,
         max_train=10000,
         dm=DMConfig(ipc=10, iterations=1000),
+        eval=TrainConfig(epochs=300),
+        checkpoint_every=100,
+        log_every=20,
+    ),
+    # DANCE on the same data and evaluation: the reference's step (128 real images per
+    # class, lr 0.01*ipc, momentum 0.5, factor 2 as experiments/dance.py) for 1000 of its
+    # 10 000 iterations; its pool on DANCE's schedule cut from 60 to 20 epochs.
+    "dance-ipc10": DistillConfig(
+        dataset="fashion_mnist",
+        noise="none",
+        method="dance",
+        width=32,
+        max_train=10000,
+        dance=dance.DANCEConfig(ipc=10, iterations=1000, factor=2),
+        experts=dataclasses.replace(dance.POOL, epochs=20),
         eval=TrainConfig(epochs=300),
         checkpoint_every=100,
         log_every=20,

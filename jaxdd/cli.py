@@ -296,14 +296,18 @@ def _add_distill_parser(sub) -> None:
     )
     _add_trust(p, "none, or the --config file's")
     p.add_argument(
-        "--out", default=None, help="root of run directories and the expert cache (default: runs)"
+        "--out",
+        default=None,
+        help="root of run directories and the cache of experts and trust splits (default: runs)",
     )
     p.add_argument(
         "--run-dir",
         help="run (or resume) in exactly this directory (default: a new one under --out)",
     )
     p.add_argument(
-        "--experts-dir", help="the expert trajectory cache (default: experts/ under --out)"
+        "--experts-dir",
+        help="the cache of expert trajectories and trust splits, which runs of every method "
+        "share (default: experts/ under --out)",
     )
     p.add_argument(
         "--allow-config-change",

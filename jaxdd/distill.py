@@ -34,7 +34,7 @@ from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
 from jaxdd.methods import base, dance, datm, dm
 from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import Prepared, prepare_for
+from jaxdd.prepare import Prepared, data_fingerprint, prepare_for
 from jaxdd.trust.dual import TADConfig
 
 
@@ -227,16 +227,6 @@ class NoUpdatesError(JaxddError):
     """Every distillation update was skipped: the distilled set is its initialisation."""
 
 
-def _data_fingerprint(*arrays: jax.typing.ArrayLike) -> str:
-    """A sha256 of the arrays' shapes, dtypes and contents (the data experts train on)."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.data)
-    return digest.hexdigest()
-
-
 def _expert_cache(config: DistillConfig, fingerprint: str, experts_dir) -> pathlib.Path:
     """The cache directory of the experts of `config` on the data of `fingerprint`."""
     return (
@@ -253,7 +243,7 @@ def load_or_train_experts(config, model, x, targets, experts_dir, progress):
     included. One process at a time trains into it: another one waits for
     it, then reuses its experts.
     """
-    fingerprint = _data_fingerprint(x, targets)
+    fingerprint = data_fingerprint(x, targets)
     path = _expert_cache(config, fingerprint, experts_dir)
     with DirectoryLock(path, timeout=None, on_wait=lambda pid: _say_waiting(pid, path)):
         described = {**dataclasses.asdict(config), "data_sha256": fingerprint}
@@ -446,7 +436,7 @@ def _finished(run) -> dict:
 
 def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, report.RunDir]:
     """Prepares, gets the experts, distils (resuming) and evaluates, in `run`."""
-    data, fresh = _prepare(config, run, split_changed)
+    data, fresh = _prepare(config, run, split_changed, experts_dir)
     ds = data.ds
     if fresh:
         report.save_image_grid(
@@ -479,8 +469,12 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
     return _evaluate_and_report(config, data, model, state, history, setup.record, run, progress)
 
 
-def _prepare(config: DistillConfig, run, split_changed: bool) -> tuple[Prepared, bool]:
+def _prepare(config: DistillConfig, run, split_changed: bool, cache) -> tuple[Prepared, bool]:
     """The prepared data, and whether this session prepared it afresh.
+
+    A fresh trust split is read from the cache directory `cache` when a run
+    of any method made it there (`prepare.split_cache_path`), else computed
+    and cached.
 
     Once an earlier session of the run got through the data stage (its
     ``noise`` event is logged and, with a trust config, ``trust_split.npz``
@@ -494,7 +488,7 @@ def _prepare(config: DistillConfig, run, split_changed: bool) -> tuple[Prepared,
         return prepare_for(config, saved_split=saved if config.trust else None), False
     run.keep_events(lambda e: e["event"] not in _SETUP_EVENTS)
     saved.unlink(missing_ok=True)
-    return prepare_for(config, run), True
+    return prepare_for(config, run, split_cache=cache), True
 
 
 def _logged(run, event: str) -> bool:
@@ -556,14 +550,16 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
         validation=data.validation,
     )
     images = np.asarray(space.decode(out.images))
+    learned = np.asarray(jnp.argmax(out.labels, -1))
+    legend = "; red = learned label differs" if np.any(learned != out.classes) else ""
     report.save_image_grid(
         run.path / "distilled.png",
         images,
         out.classes,
         ds.class_names,
-        learned_labels=np.asarray(jnp.argmax(out.labels, -1)),
+        learned_labels=learned,
         per_class=None,
-        title=f"{config.method} distilled set ({config.noise}; red = learned label differs)",
+        title=f"{config.method} distilled set ({config.noise}{legend})",
     )
     extra = method.summary(state)
     np.savez_compressed(

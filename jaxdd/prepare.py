@@ -13,8 +13,11 @@ design) and for counting expert epochs in the given set's SGD steps.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import pathlib
+import sys
 import zipfile
 
 import jax
@@ -26,6 +29,7 @@ from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
 from jaxdd.data.registry import load_dataset
 from jaxdd.errors import ConfigError
+from jaxdd.locking import DirectoryLock
 from jaxdd.models.convnet import ConvNetSpec, Model, depth_for, make_convnet
 from jaxdd.ops.losses import one_hot
 from jaxdd.trust.dual import TADConfig, TrustSplit, diversion_weights, run_tad
@@ -180,6 +184,7 @@ def prepare(
     seed: int = 0,
     run: report.RunDir | None = None,
     saved_split: str | os.PathLike | None = None,
+    split_cache: str | os.PathLike | None = None,
 ) -> Prepared:
     """Loads, corrupts, caps, holds out a validation split, and (optionally) diverts.
 
@@ -192,6 +197,9 @@ def prepare(
     not noisy, only labels are. With `saved_split`, a
     ``trust_split.npz`` that `save_split` wrote (e.g. an earlier session of
     the same run), the trust split is read from it instead of computed.
+    With `split_cache`, a directory, a split is computed once per data and
+    trust settings and read back by every later run that asks for the same
+    (`split_cache_path`): runs of several methods divert to one split.
     """
     ds = load_dataset(dataset)
     noisy = noise_lib.make_noisy(ds, noise, seed=noise_seed)
@@ -213,7 +221,7 @@ def prepare(
     if trust is None:
         return prepared
     if saved_split is None:
-        split = _trust_split(prepared, trust, seed, run, log)
+        split = _trust_split(prepared, trust, seed, run, log, split_cache)
     else:
         split = load_split(saved_split, prepared)
     weights = diversion_weights(split, prepared.labels, ds.num_classes, trust)
@@ -230,31 +238,83 @@ def prepare(
     )
 
 
-def _trust_split(prepared: Prepared, trust: TADConfig, seed: int, run, log) -> TrustSplit:
-    """Runs TAD (or the small-loss selection) on `prepared`; saves it and its plots in `run`."""
-    ds = prepared.ds
-    split = run_tad(
-        prepared.model(trust.width),
-        jax.numpy.asarray(prepared.x),
-        prepared.labels,
-        ds.num_classes,
-        trust,
-        key=rng.stream(seed, "trust"),
-        clean_labels=prepared.clean,
-        on_round=lambda stats: _report_round(stats, log),
-    )
+def data_fingerprint(*arrays: jax.typing.ArrayLike) -> str:
+    """A sha256 of the arrays' shapes, dtypes and contents."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.hexdigest()
+
+
+def split_cache_path(cache, prepared: Prepared, trust: TADConfig, seed: int) -> pathlib.Path:
+    """Where the split of `trust` on `prepared` is cached under the directory `cache`.
+
+    Named by a hash of what determines the split: the trust settings but
+    ``init_pool`` (which only picks initial images), the seed, and the data
+    it partitions (images, given labels, the samples' indices; the clean
+    labels too, which its diagnostics count with).
+    """
+    fields = dataclasses.asdict(trust)
+    del fields["init_pool"]
+    data = data_fingerprint(prepared.x, prepared.labels, prepared.idx, prepared.clean)
+    what = json.dumps([fields, seed, data], default=str)
+    key = hashlib.sha256(what.encode()).hexdigest()[:12]
+    return pathlib.Path(cache) / f"split-{report.slug(prepared.ds.name)}-{key}" / "trust_split.npz"
+
+
+def _trust_split(prepared: Prepared, trust: TADConfig, seed: int, run, log, cache) -> TrustSplit:
+    """The trust split of `prepared`: computed, or read from `cache`; saved with its plots in `run`.
+
+    One process at a time computes into a cache entry; another one waits,
+    then reads it. A split read back logs its rounds as a computed one does.
+    """
+    if cache is None:
+        split = _compute_split(prepared, trust, seed, log)
+    else:
+        path = split_cache_path(cache, prepared, trust, seed)
+
+        def waiting(pid):
+            print(f"waiting for process {pid}'s trust split in {path.parent}", file=sys.stderr)
+
+        with DirectoryLock(path.parent, timeout=None, on_wait=waiting):
+            if path.exists():
+                print(f"[trust] split read from {path}", flush=True)
+                split = load_split(path, prepared)
+                for stats in split.rounds:
+                    _report_round(stats, log)
+            else:
+                split = _compute_split(prepared, trust, seed, log)
+                partial = path.with_name("partial.npz")
+                save_split(partial, split, prepared)
+                os.replace(partial, path)
     if run is not None:
         save_split(run.path / "trust_split.npz", split, prepared)
         save_loss_histograms(
             run.path / "trust_losses.png",
             split,
             prepared.clean,
-            ds.class_names,
+            prepared.ds.class_names,
             signal=trust.signal,
             iterations=trust.gmm_iterations,
         )
         save_round_curves(run.path / "trust_rounds.png", split.rounds)
     return split
+
+
+def _compute_split(prepared: Prepared, trust: TADConfig, seed: int, log) -> TrustSplit:
+    """Runs TAD (or the small-loss selection) on `prepared`, reporting each round."""
+    return run_tad(
+        prepared.model(trust.width),
+        jax.numpy.asarray(prepared.x),
+        prepared.labels,
+        prepared.ds.num_classes,
+        trust,
+        key=rng.stream(seed, "trust"),
+        clean_labels=prepared.clean,
+        on_round=lambda stats: _report_round(stats, log),
+    )
 
 
 def save_split(path, split: TrustSplit, prepared: Prepared) -> None:
@@ -333,7 +393,10 @@ def _report_round(stats: dict, log) -> None:
 
 
 def prepare_for(
-    config, run: report.RunDir | None = None, saved_split: str | os.PathLike | None = None
+    config,
+    run: report.RunDir | None = None,
+    saved_split: str | os.PathLike | None = None,
+    split_cache: str | os.PathLike | None = None,
 ) -> Prepared:
     """`prepare` with the data fields of a run config (baseline or distillation)."""
     return prepare(
@@ -347,4 +410,5 @@ def prepare_for(
         seed=config.seed,
         run=run,
         saved_split=saved_split,
+        split_cache=split_cache,
     )

@@ -43,3 +43,46 @@ def test_rows_match_algorithms_table():
 def test_unknown_config_name_is_a_clear_error(capsys):
     assert cli.main(["distill", "--config", f"{FILE}:cifar11-ipc10"]) == 2
     assert "cifar10-ipc10" in capsys.readouterr().err
+
+
+DANCE_FILE = FILE.with_name("dance.py")
+DANCE_NAMES = [
+    f"{p}{d}-ipc{i}"
+    for p in ("", "dm-")
+    for d in ("fashion_mnist", "cifar10", "cifar100", "tiny")
+    for i in (1, 10, 50)
+]
+
+
+@pytest.mark.parametrize("name", DANCE_NAMES)
+def test_every_dance_and_dm_row_loads_and_is_consistent(name):
+    config = cli._load_config_file(f"{DANCE_FILE}:{name}")
+    _check(config)
+    assert config.depth == 3
+    ipc = int(name.rsplit("ipc", 1)[1])
+    assert config.settings.ipc == ipc
+    if name.startswith("dm-"):
+        assert config.method == "dm" and config.dm.iterations == 20000
+        assert config.eval.epochs == 1000 and config.eval.cutmix == 0.0
+    else:
+        assert config.method == "dance" and config.dance.iterations == 10000
+        assert config.dance.image_lr == pytest.approx(0.01 * ipc)
+        assert config.dance.factor == 2 and config.dance.batch_real == 128
+        assert config.eval.epochs == 1500 and config.eval.cutmix == 0.5
+        assert "cutout" not in config.eval.dsa_families
+        assert config.experts.epochs == 60 and config.experts.cutmix == 0.5
+
+
+def test_unknown_dance_config_name_is_a_clear_error(capsys):
+    assert cli.main(["distill", "--config", f"{DANCE_FILE}:dm-svhn-ipc10"]) == 2
+    assert "dm-NAME" in capsys.readouterr().err
+
+
+CPU_FILE = FILE.with_name("fashion_mnist_cpu.py")
+
+
+@pytest.mark.parametrize("name", ["datm-ipc10", "dm-ipc10", "dance-ipc10"])
+def test_reduced_cpu_configs_load_and_check(name):
+    config = cli._load_config_file(f"{CPU_FILE}:{name}")
+    _check(config)
+    assert config.dataset == "fashion_mnist" and config.max_train == 10000 and config.width == 32

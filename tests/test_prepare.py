@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 
 from jaxdd.prepare import carve_validation, prepare
@@ -53,3 +55,33 @@ def test_the_validation_split_is_held_out_of_every_stage_and_keeps_given_labels(
     np.testing.assert_array_equal(data.val_labels, data.noisy.labels[data.val_idx])  # given
     np.testing.assert_allclose(data.val_x, data.space.encode(data.ds.x_train[data.val_idx]))
     assert full.validation is None
+
+
+def test_the_split_cache_computes_a_split_once_per_data_and_trust_settings(tmp_path, monkeypatch):
+    from jaxdd import prepare as prepare_module
+
+    calls = []
+    compute = prepare_module.run_tad
+    monkeypatch.setattr(
+        prepare_module, "run_tad", lambda *a, **k: calls.append(1) or compute(*a, **k)
+    )
+    first = prepare(
+        "digits", "symmetric:0.4", max_train=400, trust=SMALL_LOSS, split_cache=tmp_path
+    )
+    again = prepare(
+        "digits",
+        "symmetric:0.4",
+        max_train=400,
+        trust=dataclasses.replace(SMALL_LOSS, init_pool="trusted"),  # does not shape the split
+        split_cache=tmp_path,
+    )
+    assert len(calls) == 1
+    for name in ("trusted", "labels", "scores", "losses"):
+        np.testing.assert_array_equal(getattr(first.split, name), getattr(again.split, name))
+    assert first.split.rounds == again.split.rounds
+    np.testing.assert_array_equal(first.idx, again.idx)
+    other = dataclasses.replace(SMALL_LOSS, keep_ratio=0.6)
+    prepare("digits", "symmetric:0.4", max_train=400, trust=other, split_cache=tmp_path)
+    prepare("digits", "symmetric:0.2", max_train=400, trust=SMALL_LOSS, split_cache=tmp_path)
+    assert len(calls) == 3
+    assert len(list(tmp_path.glob("split-*/trust_split.npz"))) == 3

@@ -23,7 +23,6 @@ from jaxdd.checkpoint import Checkpointer, UnreadableStepWarning
 from jaxdd.distill import (
     DistillConfig,
     NoUpdatesError,
-    _data_fingerprint,
     _expert_cache,
     _kept_on_resume,
     _prepare,
@@ -36,7 +35,7 @@ from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.methods.datm import DATMConfig
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.ops.train import TrainConfig
-from jaxdd.prepare import prepare_for
+from jaxdd.prepare import data_fingerprint, prepare_for
 from jaxdd.training import Runner
 from jaxdd.trust.dual import TADConfig, TrustSplit
 
@@ -143,7 +142,7 @@ def test_expert_cache_waits_for_the_process_training_into_it(tmp_path, holder, c
     args = (config, model, data.x, targets, tmp_path, False)
     first = load_or_train_experts(*args)
     assert labels == ["experts"]
-    path = _expert_cache(config, _data_fingerprint(data.x, targets), tmp_path)
+    path = _expert_cache(config, data_fingerprint(data.x, targets), tmp_path)
     other = holder(path)
     threading.Timer(0.5, other.stdin.close).start()
     again = load_or_train_experts(*args)  # waits for `other`, then reuses the experts
@@ -152,7 +151,7 @@ def test_expert_cache_waits_for_the_process_training_into_it(tmp_path, holder, c
     )
     for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert json.loads((path / "config.json").read_text())["data_sha256"] == _data_fingerprint(
+    assert json.loads((path / "config.json").read_text())["data_sha256"] == data_fingerprint(
         data.x, targets
     )
     assert os.listdir(tmp_path) == [path.name]
@@ -171,7 +170,7 @@ def test_editing_the_npz_file_gets_other_experts(tmp_path):
 
     def cache_dir():
         data = prepare_for(config)
-        return _expert_cache(config, _data_fingerprint(data.x, data.targets()), tmp_path)
+        return _expert_cache(config, data_fingerprint(data.x, data.targets()), tmp_path)
 
     np.savez(file, **arrays)
     before = cache_dir()
@@ -220,14 +219,14 @@ def test_a_resumed_run_reads_its_trust_split_back(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
     for plot in ("save_loss_histograms", "save_round_curves"):  # not what is tested here
         monkeypatch.setattr(prepare_module, plot, lambda *args, **kwargs: None)
-    first, fresh = _prepare(config, run, False)
+    first, fresh = _prepare(config, run, False, None)
     assert fresh and [e["event"] for e in run.read_events()] == ["noise", "trust"]
 
     def no_split(*args, **kwargs):
         raise AssertionError("the trust split was computed again")
 
     monkeypatch.setattr(prepare_module, "run_tad", no_split)
-    again, fresh = _prepare(config, run, False)
+    again, fresh = _prepare(config, run, False, None)
     assert not fresh and len(run.read_events()) == 2  # nothing logged twice
     for field in ("idx", "x", "labels", "weights", "trusted"):
         np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
@@ -236,10 +235,31 @@ def test_a_resumed_run_reads_its_trust_split_back(tmp_path, monkeypatch):
     assert again.split.rounds == first.split.rounds
     other = dataclasses.replace(config, max_train=100)  # another subset: the split is stale
     with pytest.raises(JaxddError, match="made from other samples"):
-        _prepare(other, run, False)
+        _prepare(other, run, False, None)
     monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
-    _, fresh = _prepare(other, run, True)  # a changed config: split again, events replaced
+    _, fresh = _prepare(other, run, True, None)  # a changed config: split again, events replaced
     assert fresh and [e["event"] for e in run.read_events()] == ["noise", "trust"]
+
+
+def test_a_run_of_another_method_diverts_to_the_cached_split(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    config = dataclasses.replace(TINY, max_train=200, trust=TADConfig())
+    monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
+    for plot in ("save_loss_histograms", "save_round_curves"):
+        monkeypatch.setattr(prepare_module, plot, lambda *args, **kwargs: None)
+    first_run = report.RunDir.at(tmp_path / "datm")
+    first, _ = _prepare(config, first_run, False, cache)
+
+    def no_split(*args, **kwargs):
+        raise AssertionError("the trust split was computed again")
+
+    monkeypatch.setattr(prepare_module, "run_tad", no_split)
+    dm_run = report.RunDir.at(tmp_path / "dm")
+    again, fresh = _prepare(dataclasses.replace(config, method="dm"), dm_run, False, cache)
+    assert fresh and dm_run.read_events() == first_run.read_events()  # rounds logged alike
+    assert (dm_run.path / "trust_split.npz").exists()
+    for field in ("idx", "labels", "trusted"):
+        np.testing.assert_array_equal(getattr(again, field), getattr(first, field))
 
 
 def test_resume_drops_the_events_after_the_restored_checkpoint(tmp_path):
