@@ -19,13 +19,13 @@ import pathlib
 
 from jaxdd.report import RunDir, format_table, mean_std
 
-ROWS = {
-    "erm": "full-noisy ERM",
-    "random": "random IPC 10",
-    "datm": "DATM on noisy data",
-    "small-loss-datm": "two-stage (small-loss) + DATM",
-    "tad-datm": "TAD + DATM",
-}
+ROWS = {"erm": "full-noisy ERM", "random": "random IPC 10"}
+for _key, _name in (("datm", "DATM"), ("dm", "DM"), ("dance", "DANCE")):
+    ROWS |= {
+        _key: f"{_name} on noisy data",
+        f"small-loss-{_key}": f"two-stage (small-loss) + {_name}",
+        f"tad-{_key}": f"TAD + {_name}",
+    }
 
 
 def find_run(path: pathlib.Path) -> pathlib.Path | None:
