@@ -34,6 +34,7 @@ from jaxdd.experts import ExpertConfig
 from jaxdd.methods import base, dm
 from jaxdd.models.convnet import Model, Params
 from jaxdd.ops import dsa as dsa_lib
+from jaxdd.ops import loops
 from jaxdd.ops.losses import soft_cross_entropy
 
 
@@ -51,6 +52,10 @@ class DANCEConfig:
       dsa: Siamese DSA in the intra-class view, DSA in the inter-class view.
       dsa_families: the families each draw picks one of (the reference's
         matching ``aug_type``: colour, crop, cutout).
+      per_class_updates: take the reference's 2C SGD steps per iteration (each
+        class's intra-class loss, then each class's inter-class loss, one
+        step each, momentum shared across them) instead of one step on the
+        sum (docs/deviations.md: what was measured).
     """
 
     ipc: int = 10
@@ -61,6 +66,7 @@ class DANCEConfig:
     factor: int = 1
     dsa: bool = True
     dsa_families: tuple[dsa_lib.Family, ...] = ("color", "crop", "cutout")
+    per_class_updates: bool = False
 
     @property
     def augmentation(self) -> dsa_lib.DSAConfig:
@@ -197,7 +203,11 @@ def inter_class_loss(
 def distill_step(
     model: Model, config: DANCEConfig, state: DANCEState, res: Resources
 ) -> tuple[DANCEState, dict]:
-    """One DANCE iteration: expert p, λ, both views for every class, one clamped SGD step.
+    """One DANCE iteration: expert p, λ, both views for every class, clamped SGD.
+
+    One step on the sum of both views over every class, or with
+    `DANCEConfig.per_class_updates` the reference's 2C steps. A non-finite
+    loss or gradient skips its step (and counts the iteration as skipped).
 
     Returns:
       the next state and metrics (loss, intra, inter, expert, lam, accepted).
@@ -208,39 +218,37 @@ def distill_step(
     lam = jax.random.uniform(lam_key)
     theta0 = jax.tree.map(lambda a: a[expert], res.pool.init)
     theta_t = jax.tree.map(lambda a: a[expert], res.pool.final)
-    mid = jax.lax.stop_gradient(interpolate(theta0, theta_t, lam))
-    theta_t = jax.lax.stop_gradient(theta_t)
-    batch = min(config.batch_real, res.tables.table.shape[1])
-    real, weight = dm.sample_class_batches(res.tables, batch, key=batch_key)
-    num_classes = res.tables.table.shape[0]
-    aug = config.augmentation
-
-    def loss_fn(images):
-        full = decode(images, config.factor)
-        syn = full.reshape(num_classes, -1, *full.shape[1:])
-        intra = jnp.sum(
-            dm.class_losses(
-                model, mid, syn, real, weight, key=intra_key, dsa=config.dsa, augmentation=aug
-            )
-        )
-        inter = inter_class_loss(
-            model, theta_t, full, num_classes, key=inter_key, dsa=config.dsa, augmentation=aug
-        )
-        return intra + inter, (intra, inter)
-
-    (loss, (intra, inter)), grad = jax.value_and_grad(loss_fn, has_aux=True)(state.images)
-    accept = jnp.isfinite(loss) & jnp.all(jnp.isfinite(grad))
-    grad = jnp.where(accept, grad, jnp.zeros_like(grad))
-    updates, opt_state = _optimizer(config).update(grad, state.opt_state, state.images)
-    low, high = res.low[None, None, None, :], res.high[None, None, None, :]
-    stepped = jnp.clip(optax.apply_updates(state.images, updates), low, high)
-    images = jnp.where(accept, stepped, state.images)
-    opt_state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), opt_state, state.opt_state)
-    next_state = DANCEState(
-        images, opt_state, state.iteration + 1, state.skipped + (~accept).astype(jnp.int32), key
+    views = _Views(
+        model,
+        config,
+        res.tables.table.shape[0],
+        jax.lax.stop_gradient(interpolate(theta0, theta_t, lam)),
+        jax.lax.stop_gradient(theta_t),
+        *dm.sample_class_batches(
+            res.tables, min(config.batch_real, res.tables.table.shape[1]), key=batch_key
+        ),
     )
+    sgd = _optimizer(config)
+    if config.per_class_updates:
+        images, opt_state, intra, inter, accept = _per_class_steps(
+            views, sgd, state.images, state.opt_state, intra_key, inter_key
+        )
+    else:
+
+        def loss_fn(images):
+            intra, inter = views.intra(images, intra_key), views.inter(images, inter_key)
+            return intra + inter, (intra, inter)
+
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (intra, inter)), grad = grad_fn(state.images)
+        grad = jnp.where(jnp.isfinite(loss), grad, jnp.nan)
+        images, opt_state, accept = _guarded_step(sgd, grad, state.images, state.opt_state)
+    low, high = res.low[None, None, None, :], res.high[None, None, None, :]
+    images = jnp.clip(images, low, high)
+    skipped = state.skipped + (~accept).astype(jnp.int32)
+    next_state = DANCEState(images, opt_state, state.iteration + 1, skipped, key)
     metrics = {
-        "loss": loss,
+        "loss": intra + inter,
         "intra": intra,
         "inter": inter,
         "expert": expert,
@@ -248,6 +256,115 @@ def distill_step(
         "accepted": accept,
     }
     return next_state, metrics
+
+
+class _Views(NamedTuple):
+    """Both views' losses of one iteration: its encoders and real batches.
+
+    ``real`` is ``[C, b, H, W, C_in]`` and ``weight`` ``[C, b]`` (`dm.sample_class_batches`).
+    """
+
+    model: Model
+    config: DANCEConfig
+    num_classes: int
+    mid: Params
+    theta_t: Params
+    real: jax.Array
+    weight: jax.Array
+
+    def _syn(self, images: jax.Array) -> jax.Array:
+        """``[C, ipc·f², H, W, C_in]`` the decoded images by class."""
+        full = decode(images, self.config.factor)
+        return full.reshape(self.num_classes, -1, *full.shape[1:])
+
+    def intra(self, images: jax.Array, key: jax.Array) -> jax.Array:
+        """Σ_c of the intra-class (DM) losses under the middle encoder."""
+        c = self.config
+        losses = dm.class_losses(
+            self.model,
+            self.mid,
+            self._syn(images),
+            self.real,
+            self.weight,
+            key=key,
+            dsa=c.dsa,
+            augmentation=c.augmentation,
+        )
+        return jnp.sum(losses)
+
+    def inter(self, images: jax.Array, key: jax.Array) -> jax.Array:
+        """Σ_c of the mean cross-entropy of the trained expert on class c's images."""
+        full = decode(images, self.config.factor)
+        c = self.config
+        return inter_class_loss(
+            self.model,
+            self.theta_t,
+            full,
+            self.num_classes,
+            key=key,
+            dsa=c.dsa,
+            augmentation=c.augmentation,
+        )
+
+    def intra_of(self, images: jax.Array, cls: jax.Array, key: jax.Array) -> jax.Array:
+        """Class `cls`'s intra-class loss alone."""
+        syn_c = self._syn(images)[cls][None]
+        real_c, w_c = self.real[cls][None], self.weight[cls][None]
+        c = self.config
+        return dm.class_losses(
+            self.model,
+            self.mid,
+            syn_c,
+            real_c,
+            w_c,
+            key=key,
+            dsa=c.dsa,
+            augmentation=c.augmentation,
+        )[0]
+
+    def inter_of(self, images: jax.Array, cls: jax.Array, key: jax.Array) -> jax.Array:
+        """Class `cls`'s mean cross-entropy of the trained expert alone."""
+        syn_c = self._syn(images)[cls]
+        c = self.config
+        view = dsa_lib.dsa(syn_c, key=key, config=c.augmentation) if c.dsa else syn_c
+        targets = jax.nn.one_hot(jnp.full((syn_c.shape[0],), cls), self.num_classes)
+        return soft_cross_entropy(self.model.apply(self.theta_t, view), targets)
+
+
+def _guarded_step(sgd, grad, images, opt_state):
+    """An SGD step, or none (state kept) when the gradient is not finite."""
+    accept = jnp.all(jnp.isfinite(grad))
+    grad = jnp.where(accept, grad, jnp.zeros_like(grad))
+    updates, stepped_state = sgd.update(grad, opt_state, images)
+    images = jnp.where(accept, optax.apply_updates(images, updates), images)
+    opt_state = jax.tree.map(lambda a, b: jnp.where(accept, a, b), stepped_state, opt_state)
+    return images, opt_state, accept
+
+
+def _per_class_steps(views: _Views, sgd, images, opt_state, intra_key, inter_key):
+    """The reference's iteration: one step per class on its intra-class loss, then
+    one per class on its inter-class loss; each class draws its own augmentation.
+
+    Returns ``(images, opt_state, Σ intra, Σ inter, every step accepted)``.
+    """
+    classes = jnp.arange(views.num_classes)
+
+    def run(loss_of, key, carry):
+        def body(carry, xs):
+            images, opt_state, ok = carry
+            cls, k = xs
+            loss, grad = jax.value_and_grad(loss_of)(images, cls, k)
+            grad = jnp.where(jnp.isfinite(loss), grad, jnp.nan)
+            images, opt_state, accept = _guarded_step(sgd, grad, images, opt_state)
+            return (images, opt_state, ok & accept), loss
+
+        keys = jax.random.split(key, views.num_classes)
+        return loops.scan(body, carry, (classes, keys))
+
+    carry = (images, opt_state, jnp.array(True))
+    carry, intra = run(views.intra_of, intra_key, carry)
+    (images, opt_state, ok), inter = run(views.inter_of, inter_key, carry)
+    return images, opt_state, jnp.sum(intra), jnp.sum(inter), ok
 
 
 def pool_ends(trajectories: Params) -> Pool:

@@ -132,6 +132,49 @@ def test_a_non_finite_step_is_skipped_and_counted():
     assert bool(jnp.all(jnp.isnan(after.images)))  # left as it was, not "repaired"
 
 
+def test_per_class_updates_take_the_references_2c_momentum_steps():
+    settings = dance.DANCEConfig(
+        ipc=IPC, batch_real=B, dsa=False, per_class_updates=True, lr_img=0.5
+    )
+    res = _resources()
+    images = jax.random.normal(jax.random.key(6), (C * IPC, 8, 8, 1))
+    state = dance.init_state(images, settings, key=jax.random.key(7))
+    after, metrics = jax.jit(lambda s: dance.distill_step(MODEL, settings, s, res))(state)
+    # the same draws, then a naive loop: SGD with momentum 0.5 over C + C single-class steps
+    _, e_key, lam_key, batch_key, _, _ = jax.random.split(state.key, 6)
+    expert = jax.random.randint(e_key, (), 0, P)
+    t0 = jax.tree.map(lambda a: a[expert], res.pool.init)
+    tt = jax.tree.map(lambda a: a[expert], res.pool.final)
+    mid = dance.interpolate(t0, tt, jax.random.uniform(lam_key))
+    real, weight = dm.sample_class_batches(res.tables, B, key=batch_key)
+
+    def intra(x, c):
+        syn = x.reshape(C, IPC, 8, 8, 1)[c : c + 1]
+        key = jax.random.key(0)
+        return dm.class_losses(
+            MODEL, mid, syn, real[c : c + 1], weight[c : c + 1], key=key, dsa=False
+        )[0]
+
+    def inter(x, c):
+        logits = MODEL.apply(tt, x[c * IPC : (c + 1) * IPC])
+        return soft_cross_entropy(logits, jax.nn.one_hot(jnp.full(IPC, c), C))
+
+    x, buf, losses = images, jnp.zeros_like(images), {"intra": 0.0, "inter": 0.0}
+    for name, loss in (("intra", intra), ("inter", inter)):
+        for c in range(C):
+            value, g = jax.value_and_grad(loss)(x, c)
+            losses[name] += value
+            buf = 0.5 * buf + g
+            x = x - 0.5 * buf
+    np.testing.assert_allclose(after.images, jnp.clip(x, -3.0, 3.0), rtol=2e-5, atol=2e-6)
+    for name in ("intra", "inter"):
+        np.testing.assert_allclose(metrics[name], losses[name], rtol=1e-5)
+    assert bool(metrics["accepted"]) and int(after.skipped) == 0
+    nan_state = dance.init_state(jnp.full_like(images, jnp.nan), settings, key=jax.random.key(7))
+    skipped, metrics = dance.distill_step(MODEL, settings, nan_state, res)
+    assert not bool(metrics["accepted"]) and int(skipped.skipped) == 1
+
+
 def test_dance_defaults_are_the_references_and_zca_is_refused():
     config = method_defaults("dance")
     assert config.experts.num_experts == 5 and config.experts.batch_size == 64
