@@ -6,7 +6,7 @@ are imported on first use (``jaxdd.load_dataset`` imports `jaxdd.data`), so
 JAX.
 """
 
-import importlib
+from jaxdd._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -60,14 +60,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Imports the module of a public name on first access."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'jaxdd' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports("jaxdd", _EXPORTS, globals())

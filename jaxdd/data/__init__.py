@@ -4,7 +4,7 @@ The names are imported on first use, so that loading a dataset does not
 start JAX (only the preprocessing needs it).
 """
 
-import importlib
+from jaxdd._lazy import lazy_exports
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -28,14 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    """Imports the module of a public name on first access."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'jaxdd.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports("jaxdd.data", _EXPORTS, globals())
