@@ -37,6 +37,10 @@ class ConvNetSpec:
       norm: ``instance`` (per-sample, per-channel, affine) or ``none``.
       activation: ``relu``, or ``softplus`` = softplus(β·x)/β (RCIG).
       softplus_beta: β of the softplus activation.
+      growth: block i has ``width·growth^i`` channels (RCIG: 2, i.e. 128/256/512).
+      init: ``torch`` (U(±1/√fan_in) weights and biases, PyTorch's default) or
+        ``lecun`` (truncated-normal LeCun weights, zero biases: Flax's default,
+        which RCIG's reference uses).
     """
 
     num_classes: int
@@ -46,6 +50,8 @@ class ConvNetSpec:
     norm: Norm = "instance"
     activation: Activation = "relu"
     softplus_beta: float = 60.0
+    growth: int = 1
+    init: Literal["torch", "lecun"] = "torch"
 
     def __post_init__(self):
         h, w, _ = self.image_shape
@@ -58,12 +64,20 @@ class ConvNetSpec:
             raise ConfigError(f"norm must be 'instance' or 'none', got {self.norm!r}")
         if self.activation not in ("relu", "softplus"):
             raise ConfigError(f"activation must be 'relu' or 'softplus', got {self.activation!r}")
+        if self.growth < 1:
+            raise ConfigError(f"growth must be at least 1, got {self.growth}")
+        if self.init not in ("torch", "lecun"):
+            raise ConfigError(f"init must be 'torch' or 'lecun', got {self.init!r}")
+
+    def block_width(self, i: int) -> int:
+        """Channels of block `i` (from 0)."""
+        return self.width * self.growth**i
 
     @property
     def feature_dim(self) -> int:
         """Length of φ(x), the flattened output of the last block."""
         h, w, _ = self.image_shape
-        return (h >> self.depth) * (w >> self.depth) * self.width
+        return (h >> self.depth) * (w >> self.depth) * self.block_width(self.depth - 1)
 
 
 def depth_for(image_size: int) -> int:
@@ -92,16 +106,22 @@ def _torch_like_init(fan_in: int):
     return init
 
 
+def _initializers(spec: ConvNetSpec, fan_in: int) -> dict:
+    """``kernel_init`` and ``bias_init`` of a layer under `spec.init`."""
+    if spec.init == "lecun":
+        return {"kernel_init": nnx.initializers.lecun_normal(), "bias_init": nnx.initializers.zeros}
+    init = _torch_like_init(fan_in)
+    return {"kernel_init": init, "bias_init": init}
+
+
 class _Block(nnx.Module):
-    def __init__(self, cin: int, spec: ConvNetSpec, *, rngs: nnx.Rngs):
-        init = _torch_like_init(cin * 9)
-        self.conv = nnx.Conv(
-            cin, spec.width, (3, 3), padding="SAME", kernel_init=init, bias_init=init, rngs=rngs
-        )
+    def __init__(self, cin: int, cout: int, spec: ConvNetSpec, *, rngs: nnx.Rngs):
+        inits = _initializers(spec, cin * 9)
+        self.conv = nnx.Conv(cin, cout, (3, 3), padding="SAME", **inits, rngs=rngs)
         self.norm = spec.norm
         if spec.norm == "instance":
-            self.scale = nnx.Param(jnp.ones((spec.width,)))
-            self.shift = nnx.Param(jnp.zeros((spec.width,)))
+            self.scale = nnx.Param(jnp.ones((cout,)))
+            self.shift = nnx.Param(jnp.zeros((cout,)))
         self.activation = spec.activation
         self.beta = spec.softplus_beta
 
@@ -127,12 +147,13 @@ class ConvNet(nnx.Module):
     """ConvNet: depth × [conv3×3 → norm → act → avgpool2] → flatten → Dense(C)."""
 
     def __init__(self, spec: ConvNetSpec, *, rngs: nnx.Rngs):
-        cins = [spec.image_shape[-1]] + [spec.width] * (spec.depth - 1)
-        self.blocks = nnx.List([_Block(cin, spec, rngs=rngs) for cin in cins])
-        init = _torch_like_init(spec.feature_dim)
-        self.head = nnx.Linear(
-            spec.feature_dim, spec.num_classes, kernel_init=init, bias_init=init, rngs=rngs
+        widths = [spec.block_width(i) for i in range(spec.depth)]
+        cins = [spec.image_shape[-1], *widths[:-1]]
+        self.blocks = nnx.List(
+            [_Block(cin, cout, spec, rngs=rngs) for cin, cout in zip(cins, widths, strict=True)]
         )
+        inits = _initializers(spec, spec.feature_dim)
+        self.head = nnx.Linear(spec.feature_dim, spec.num_classes, **inits, rngs=rngs)
 
     def features(self, x: jax.Array) -> jax.Array:
         """φ(x): ``[N, H, W, C_in] → [N, feature_dim]``."""

@@ -1,0 +1,162 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from jaxdd.methods import rcig
+from jaxdd.models.convnet import ConvNetSpec, make_convnet
+from jaxdd.ops import loops
+
+C, IPC = 3, 2
+SPEC = ConvNetSpec(
+    C, (6, 6, 1), width=2, depth=1, norm="none", activation="softplus", growth=2, init="lecun"
+)
+MODEL = make_convnet(SPEC)
+
+
+def _f64(tree):
+    return jax.tree.map(lambda a: a.astype(jnp.float64), tree)
+
+
+def _problem(flip=True, lam=0.05):
+    """A tiny float64 meta-step: θ₀, ψ and a real batch (call inside enable_x64)."""
+    theta0 = _f64(MODEL.init(jax.random.key(0)))
+    x_real = jax.random.normal(jax.random.key(1), (7, 6, 6, 1), jnp.float64)
+    y_real = jax.nn.one_hot(jnp.arange(7) % C, C, dtype=jnp.float64)
+    problem = rcig.Problem(MODEL, theta0, jnp.float64(lam), flip, x_real, y_real)
+    images = jax.random.normal(jax.random.key(2), (C * IPC, 6, 6, 1), jnp.float64)
+    labels = jax.nn.one_hot(jnp.arange(C * IPC) // IPC, C, dtype=jnp.float64) - 1.0 / C
+    psi = rcig.Coreset(images, labels, jnp.float64(0.2))
+    return problem, psi, theta0
+
+
+def _direction(tree, seed):
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return rcig.mask_tangent(
+        jax.tree.unflatten(
+            treedef,
+            [jax.random.normal(k, a.shape, a.dtype) for k, a in zip(keys, leaves, strict=True)],
+        )
+    )
+
+
+def test_the_krr_head_equals_an_independent_ridge_least_squares_fit():
+    rng = np.random.default_rng(0)
+    phi_s, phi_t = rng.normal(size=(5, 8)), rng.normal(size=(4, 8))
+    residual, lam = rng.normal(size=(5, C)), 0.3
+    with jax.enable_x64(True):
+        alpha = rcig.krr_alpha(jnp.asarray(phi_s), jnp.asarray(residual), jnp.float64(lam))
+        dual = phi_t @ phi_s.T @ np.asarray(alpha)
+    # primal ridge regression: argmin_W ‖φ_s W − r‖² + λ‖W‖², by lstsq on the stacked system
+    stacked = np.vstack([phi_s, np.sqrt(lam) * np.eye(8)])
+    target = np.vstack([residual, np.zeros((8, C))])
+    w = np.linalg.lstsq(stacked, target, rcond=None)[0]
+    np.testing.assert_allclose(dual, phi_t @ w, rtol=1e-10, atol=1e-12)
+
+
+def test_the_linearised_forward_is_the_network_and_its_directional_derivative():
+    with jax.enable_x64(True):
+        theta0 = _f64(MODEL.init(jax.random.key(0)))
+        x = jax.random.normal(jax.random.key(1), (4, 6, 6, 1), jnp.float64)
+        d = _direction(theta0, 3)
+        logits, phi, out = rcig.linearized(MODEL, theta0, d, x)
+        np.testing.assert_allclose(logits, MODEL.apply(theta0, x), rtol=1e-12)
+        np.testing.assert_allclose(phi, MODEL.features(theta0, x), rtol=1e-12)
+        eps = 1e-6
+
+        def at(step):
+            return MODEL.apply(jax.tree.map(lambda a, b: a + step * b, theta0, d), x)
+
+        shifted = [at(eps), at(-eps)]
+        np.testing.assert_allclose(out, (shifted[0] - shifted[1]) / (2 * eps), rtol=1e-6, atol=1e-9)
+        _, _, zero = rcig.linearized(MODEL, theta0, rcig.zero_tangent(theta0), x)
+        np.testing.assert_array_equal(zero, 0.0)
+
+
+def test_the_hvp_matches_finite_differences_of_the_inner_gradient():
+    with jax.enable_x64(True):
+        problem, psi, theta0 = _problem()
+        delta, v = _direction(theta0, 4), _direction(theta0, 5)
+        grad = jax.grad(problem.inner_loss)
+        eps = 1e-5
+        plus = grad(jax.tree.map(lambda a, b: a + eps * b, delta, v), psi)
+        minus = grad(jax.tree.map(lambda a, b: a - eps * b, delta, v), psi)
+        numeric = rcig.mask_tangent(jax.tree.map(lambda a, b: (a - b) / (2 * eps), plus, minus))
+        exact = problem.hvp(delta, psi)(v)
+        np.testing.assert_allclose(
+            ravel_pytree(exact)[0], ravel_pytree(numeric)[0], rtol=1e-6, atol=1e-10
+        )
+
+
+def test_cg_adam_on_the_quadratic_and_scipy_cg_give_the_same_solution():
+    with jax.enable_x64(True):
+        problem, psi, theta0 = _problem(lam=5.0)  # conditioned for Adam to converge
+        hvp = problem.hvp(rcig.zero_tangent(theta0), psi)
+        b = _direction(theta0, 6)
+        ours = rcig.solve_quadratic(hvp, b, steps=60, solver="cg", lr=0.0)
+        theirs = jax.scipy.sparse.linalg.cg(hvp, b, maxiter=200, tol=1e-14)[0]
+        with loops.accelerator_paths():  # a rolled loop: 20 000 steps do not unroll
+            adam = rcig.solve_quadratic(hvp, b, steps=20000, solver="adam", lr=1e-2)
+        flat = ravel_pytree(ours)[0]
+        np.testing.assert_allclose(flat, ravel_pytree(theirs)[0], rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(ravel_pytree(adam)[0], flat, atol=1e-4 * np.abs(flat).max())
+        residual = jax.tree.map(jnp.subtract, hvp(ours), b)
+        assert np.abs(ravel_pytree(residual)[0]).max() < 1e-8
+
+
+def test_the_inner_solution_minimises_the_inner_loss():
+    with jax.enable_x64(True):
+        problem, psi, theta0 = _problem()
+        config = rcig.RCIGConfig(inner_steps=60)
+        delta = rcig.solve_inner(problem, psi, config, theta0)
+        grad = rcig.mask_tangent(jax.grad(problem.inner_loss)(delta, psi))
+        assert np.abs(ravel_pytree(grad)[0]).max() < 1e-9
+        assert float(problem.inner_loss(delta, psi)) < float(
+            problem.inner_loss(rcig.zero_tangent(theta0), psi)
+        )
+        np.testing.assert_array_equal(delta["head"]["kernel"], 0.0)  # not part of Δθ
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_the_implicit_gradient_equals_the_gradient_through_an_exact_inner_solve(flip):
+    """Independent: Δθ*(ψ) by a dense Hessian solve, differentiated end to end."""
+    with jax.enable_x64(True):
+        problem, psi, theta0 = _problem(flip=flip)
+        mask = rcig.mask_tangent(jax.tree.map(jnp.ones_like, theta0))
+        keep = ravel_pytree(mask)[0] > 0
+        _, unravel = ravel_pytree(theta0)
+
+        def exact_delta(p):
+            def loss(flat):
+                full = jnp.zeros(keep.shape, jnp.float64).at[np.flatnonzero(keep)].set(flat)
+                return problem.inner_loss(unravel(full), p)
+
+            zero = jnp.zeros(int(keep.sum()), jnp.float64)
+            sol = -jnp.linalg.solve(jax.hessian(loss)(zero), jax.grad(loss)(zero))
+            return unravel(jnp.zeros(keep.shape, jnp.float64).at[np.flatnonzero(keep)].set(sol))
+
+        expected = jax.grad(lambda p: problem.outer_loss(exact_delta(p), p))(psi)
+        config = rcig.RCIGConfig(inner_steps=80, hinv_steps=80)
+        with loops.accelerator_paths():  # rolled CG loops compile faster than 80 unrolled steps
+            delta = rcig.solve_inner(problem, psi, config, theta0)
+            _, direct, implicit = rcig.raw_gradients(problem, psi, delta, config)
+        total = jax.tree.map(jnp.add, direct, implicit)
+        for got, want in zip(jax.tree.leaves(total), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+        # the implicit part matters here: the direct gradient alone is not the answer
+        assert not np.allclose(direct.images, expected.images, rtol=1e-3)
+
+
+def test_clipping_bounds_each_implicit_leaf_by_its_direct_leaf():
+    g, ref = jnp.array([3.0, 4.0]), jnp.array([0.0, 1.0])
+    np.testing.assert_allclose(rcig._clip_to(g, ref), [0.6, 0.8], rtol=1e-6)
+    np.testing.assert_allclose(rcig._clip_to(ref, g), ref)  # smaller: unchanged
+    np.testing.assert_array_equal(rcig._clip_to(jnp.zeros(2), jnp.zeros(2)), 0.0)
+
+
+def test_the_label_margin_is_the_clipped_top_two_gap():
+    labels = jnp.array([[0.9, 0.1, 0.0], [0.4, 0.35, 0.25]])
+    expect = (min(0.8, 1 / 6) + 0.05) / 2
+    np.testing.assert_allclose(rcig.label_margin(labels), expect, rtol=1e-6)
