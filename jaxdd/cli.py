@@ -287,12 +287,13 @@ def _add_distill_parser(sub) -> None:
     )
     p.add_argument(
         "--method",
-        choices=("datm", "mtt", "dm", "dance"),
+        choices=("datm", "mtt", "dm", "dance", "rcig"),
         default=None,
         help="start from this method's defaults (mtt: hard fixed labels, random real init, a "
         "fixed window, no loss gate; dm: distribution matching with random networks; dance: "
-        "distribution matching with an expert pool); not with --config, whose file sets the "
-        "method (default: datm)",
+        "distribution matching with an expert pool; rcig: implicit gradients through a "
+        "linearised network with a KRR head, Adam/MSE evaluation); not with --config, whose "
+        "file sets the method (default: datm)",
     )
     _add_trust(p, "none, or the --config file's")
     p.add_argument(

@@ -32,7 +32,8 @@ from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
-from jaxdd.methods import base, dance, datm, dm
+from jaxdd.methods import base, dance, datm, dm, rcig
+from jaxdd.models.convnet import make_convnet
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import Prepared, data_fingerprint, prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -51,12 +52,13 @@ class DistillConfig:
       noise: label-noise spec, e.g. ``symmetric:0.4`` or ``asymmetric:0.4:1=7,7=1``
         (`jaxdd.data.noise.parse_noise`).
       noise_seed: seeds the label noise.
-      method: ``datm``, ``mtt`` (both with their settings in `datm`), ``dm``
-        or ``dance`` (settings in `dm`, `dance`); the other methods' settings
-        are unused.
+      method: ``datm``, ``mtt`` (both with their settings in `datm`), ``dm``,
+        ``dance`` or ``rcig`` (settings in `dm`, `dance`, `rcig`); the other
+        methods' settings are unused.
       datm: the trajectory-matching hyper-parameters.
       dm: DM's hyper-parameters.
       dance: DANCE's hyper-parameters (its expert pool is `experts`).
+      rcig: RCIG's hyper-parameters (its model pool among them).
       experts: the expert protocol (methods that use experts).
       eval: how distilled sets are evaluated (DATM/MTT replace its lr by the
         learned student lr).
@@ -81,10 +83,11 @@ class DistillConfig:
     dataset: str = "digits"
     noise: str = "symmetric:0.4"
     noise_seed: int = 0
-    method: Literal["datm", "mtt", "dm", "dance"] = "datm"
+    method: Literal["datm", "mtt", "dm", "dance", "rcig"] = "datm"
     datm: datm.DATMConfig = datm.DATMConfig()
     dm: dm.DMConfig = dm.DMConfig()
     dance: dance.DANCEConfig = dance.DANCEConfig()
+    rcig: rcig.RCIGConfig = rcig.RCIGConfig()
     experts: ExpertConfig = ExpertConfig()
     eval: TrainConfig = TrainConfig()
     width: int = 128
@@ -99,7 +102,7 @@ class DistillConfig:
 
     @property
     def settings(self) -> Any:
-        """The method's own settings (``datm`` or ``dm``)."""
+        """The method's own settings (``datm``, ``dm``, ``dance`` or ``rcig``)."""
         return getattr(self, base.get_method(self.method).field)
 
     def unused(self) -> dict[str, str]:
@@ -114,18 +117,10 @@ class DistillConfig:
 
 
 def method_defaults(method: str) -> DistillConfig:
-    """The defaults of a run of `method`: its settings, expert schedule and evaluation.
-
-    DATM: `DistillConfig()`; MTT: `datm.mtt_config`; DM: the default SGD
-    evaluation (DM's); DANCE: its expert pool schedule (`dance.POOL`) and its
-    evaluation (`evaluate.dance_protocol`).
-    """
-    if method == "mtt":
-        return DistillConfig(method="mtt", datm=datm.mtt_config())
-    if method == "dance":
-        return DistillConfig(method="dance", experts=dance.POOL, eval=evaluate.dance_protocol())
-    base.get_method(method)  # refuses an unknown name
-    return DistillConfig(method=method)
+    """The defaults of a run of `method`: `DistillConfig`'s, with the fields the
+    method starts from (`base.Method.defaults`: MTT's settings, DANCE's pool
+    schedule and evaluation, RCIG's evaluation)."""
+    return DistillConfig(method=method, **base.get_method(method).defaults())
 
 
 def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:
@@ -447,8 +442,9 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
             clean_labels=data.clean,
             title=f"{config.method} training set ({config.noise}; red = mislabelled)",
         )
-    model = data.model(config.width, config.depth)
     method = base.get_method(config.method)
+    distil_spec, eval_spec = method.networks(config, data.spec(config.width, config.depth))
+    model = make_convnet(distil_spec)
 
     def experts(cfg: DistillConfig):
         given = None if data.source is None else data.given_size
@@ -466,7 +462,10 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
         state = distill_loop(model, config, state, resources, ckpt, run, progress)
     _check_updates(state, config)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    return _evaluate_and_report(config, data, model, state, history, setup.record, run, progress)
+    evaluated = make_convnet(eval_spec)
+    return _evaluate_and_report(
+        config, data, evaluated, state, history, setup.record, run, progress
+    )
 
 
 def _prepare(config: DistillConfig, run, split_changed: bool, cache) -> tuple[Prepared, bool]:

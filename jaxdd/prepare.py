@@ -133,11 +133,15 @@ class Prepared:
             return rows
         return rows * self.weights[keep, None]
 
-    def model(self, width: int, depth: int | None = None) -> Model:
-        """The ConvNet for this data (depth by image size unless given)."""
+    def spec(self, width: int, depth: int | None = None) -> ConvNetSpec:
+        """The ConvNet shape for this data (depth by image size unless given)."""
         ds = self.ds
         depth = depth or depth_for(min(ds.image_shape[:2]))
-        return make_convnet(ConvNetSpec(ds.num_classes, ds.image_shape, width, depth))
+        return ConvNetSpec(ds.num_classes, ds.image_shape, width, depth)
+
+    def model(self, width: int, depth: int | None = None) -> Model:
+        """The ConvNet for this data (depth by image size unless given)."""
+        return make_convnet(self.spec(width, depth))
 
 
 def stratified_cap(

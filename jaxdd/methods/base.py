@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import numpy as np
 
-from jaxdd.models.convnet import Model
+from jaxdd.models.convnet import ConvNetSpec, Model
 
 
 class Distilled(NamedTuple):
@@ -98,6 +98,13 @@ class Method(Protocol):
     def unused(self, config: Any) -> dict[str, str]:
         """Dotted paths of `config` this method ignores as configured → why."""
 
+    def defaults(self) -> dict[str, Any]:
+        """`DistillConfig` fields a run of this method starts from (e.g. its
+        evaluation protocol); the rest are `DistillConfig`'s defaults."""
+
+    def networks(self, config: Any, spec: ConvNetSpec) -> tuple[ConvNetSpec, ConvNetSpec]:
+        """``(distillation, evaluation)`` ConvNets from the run's `spec` (`same_network`)."""
+
     def setup(self, config: Any, model: Model, data: Any, services: Services) -> Setup:
         """The state before iteration 0 and the step's resources, from prepared data."""
 
@@ -114,18 +121,24 @@ class Method(Protocol):
         """Method-specific fields of ``summary.json`` (and ``distilled.npz``)."""
 
 
+def same_network(config: Any, spec: ConvNetSpec) -> tuple[ConvNetSpec, ConvNetSpec]:
+    """`Method.networks` of a method that distils and evaluates with the run's ConvNet."""
+    return spec, spec
+
+
 # Method name → module that defines `METHODS` with it.
 _MODULES = {
     "datm": "jaxdd.methods.datm",
     "mtt": "jaxdd.methods.datm",
     "dm": "jaxdd.methods.dm",
     "dance": "jaxdd.methods.dance",
+    "rcig": "jaxdd.methods.rcig",
 }
 NAMES = tuple(_MODULES)
 
 
 def get_method(name: str) -> Method:
-    """The method called `name` (``datm``, ``mtt``, ``dm``, ``dance``)."""
+    """The method called `name` (``datm``, ``mtt``, ``dm``, ``dance``, ``rcig``)."""
     if name not in _MODULES:
         raise ValueError(f"unknown method {name!r}: use one of {', '.join(NAMES)}")
     return importlib.import_module(_MODULES[name]).METHODS[name]

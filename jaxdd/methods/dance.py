@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdd import parallel, rng
+from jaxdd import evaluate, parallel, rng
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig
 from jaxdd.methods import base, dm
@@ -383,6 +383,12 @@ class Dance:
     uses_experts = True
     curves = {"loss": "total loss", "intra": "intra-class (DM) loss", "inter": "inter-class CE"}
     shown = ("loss",)
+
+    networks = staticmethod(base.same_network)
+
+    def defaults(self) -> dict:
+        """DANCE's pool schedule (`POOL`) and its evaluation (`evaluate.dance_protocol`)."""
+        return {"experts": POOL, "eval": evaluate.dance_protocol()}
 
     def check(self, config, label) -> None:
         """Pixels are clamped to [0, 1]: no ZCA; the image side divides by the factor."""

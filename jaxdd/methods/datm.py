@@ -326,6 +326,12 @@ class TrajectoryMatching:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def defaults(self) -> dict:
+        """MTT: `mtt_config`; DATM: `DATMConfig`'s defaults."""
+        return {"datm": mtt_config()} if self.name == "mtt" else {}
+
+    networks = staticmethod(base.same_network)
+
     def check(self, config, label) -> None:
         """The window fits in the experts' snapshots and is not empty."""
         d = config.datm

@@ -224,6 +224,12 @@ class DistributionMatching:
             unused["trust.init_pool"] = "DM's init draws from the trusted space"
         return unused
 
+    networks = staticmethod(base.same_network)
+
+    def defaults(self) -> dict:
+        """DM evaluates with the default SGD protocol (DM's)."""
+        return {}
+
     def setup(self, config, model: Model, data, services: base.Services) -> base.Setup:
         settings: DMConfig = config.dm
         c = data.ds.num_classes

@@ -34,13 +34,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from jaxdd.models.convnet import Model, Params
+from jaxdd import config as config_lib
+from jaxdd import evaluate, parallel, rng
+from jaxdd.methods import base
+from jaxdd.models.convnet import ConvNetSpec, Model, Params
 from jaxdd.ops import loops
 
 Solver = Literal["cg", "adam"]
@@ -358,3 +362,295 @@ def _clip_to(g: jax.Array, ref: jax.Array) -> jax.Array:
     """`g` rescaled to at most the (Frobenius) norm of `ref`, per leaf."""
     norm, limit = jnp.linalg.norm(g.ravel()), jnp.linalg.norm(ref.ravel())
     return g * jnp.minimum(1.0, limit / jnp.maximum(norm, 1e-30))
+
+
+# ---------------------------------------------------------------------------
+# The model pool and the meta-step
+
+
+class Real(NamedTuple):
+    """The real data the outer loss samples: ``x [N, H, W, C_in]`` and one-hot
+    ``targets [N, C]`` (each row scaled by its sample's training weight)."""
+
+    x: jax.Array
+    targets: jax.Array
+
+
+class RCIGState(NamedTuple):
+    """Everything an RCIG run needs to continue (checkpointed whole, pool included).
+
+    Attributes:
+      psi: the current `Coreset`.
+      ema: the EMA accumulators of ψ (bias-corrected by `ema_value`).
+      opt_state: AdaBelief's state of ψ.
+      pool: the P base models, leaves ``[P, ...]``.
+      pool_opt: their Adam states, leaves ``[P, ...]``.
+      pool_steps: ``[P] int32`` Adam steps each model has trained since its init.
+      iteration: scalar int32, meta-steps done.
+      skipped: scalar int32, meta-steps whose update was not finite (skipped).
+      implicit_dropped: scalar int32, meta-steps whose implicit part was not
+        finite (the direct gradient alone was used).
+      key: PRNG key of the next meta-step.
+    """
+
+    psi: Coreset
+    ema: Coreset
+    opt_state: Any
+    pool: Params
+    pool_opt: Any
+    pool_steps: jax.Array
+    iteration: jax.Array
+    skipped: jax.Array
+    implicit_dropped: jax.Array
+    key: jax.Array
+
+    @property
+    def images(self) -> jax.Array:
+        """``[C·ipc, H, W, C_in]`` the current images (the driver sizes its mesh by them)."""
+        return self.psi.images
+
+
+def _meta_optimizer(config: RCIGConfig) -> optax.GradientTransformation:
+    """AdaBelief on images, labels and the log-temperature, each at its own lr."""
+    return optax.multi_transform(
+        {
+            "images": optax.adabelief(config.lr_img),
+            "labels": optax.adabelief(config.lr_label),
+            "log_temp": optax.adabelief(config.lr_temp),
+        },
+        Coreset("images", "labels", "log_temp"),
+    )
+
+
+def _pool_optimizer(config: RCIGConfig) -> optax.GradientTransformation:
+    return optax.adam(config.pool_lr)
+
+
+def initial_labels(num_classes: int, ipc: int) -> jax.Array:
+    """``[C·ipc, C]`` one-hot − 1/C, class-major (the reference's init)."""
+    classes = jnp.arange(num_classes * ipc) // ipc
+    return jax.nn.one_hot(classes, num_classes) - 1.0 / num_classes
+
+
+def init_state(
+    model: Model, images: jax.Array, num_classes: int, config: RCIGConfig, *, key: jax.Array
+) -> RCIGState:
+    """The state before meta-step 0 from ``[C·ipc, H, W, C_in]`` initial images."""
+    pool_key, key = jax.random.split(key)
+    psi = Coreset(images, initial_labels(num_classes, config.ipc), jnp.zeros((), images.dtype))
+    pool = jax.vmap(model.init)(jax.random.split(pool_key, config.pool_size))
+    pool_opt = jax.vmap(_pool_optimizer(config).init)(pool)
+    zeros = [jnp.zeros((), jnp.int32) for _ in range(3)]  # distinct buffers (donation)
+    return RCIGState(
+        psi,
+        jax.tree.map(jnp.zeros_like, psi),
+        _meta_optimizer(config).init(psi),
+        pool,
+        pool_opt,
+        jnp.zeros((config.pool_size,), jnp.int32),
+        *zeros,
+        key,
+    )
+
+
+def ema_value(state: RCIGState, config: RCIGConfig) -> Coreset:
+    """The bias-corrected EMA of ψ (ψ itself before the first meta-step)."""
+    t = state.iteration.astype(jnp.float32)
+    correction = 1.0 - jnp.power(config.ema_decay, t)
+    return jax.tree.map(
+        lambda e, p: jnp.where(t > 0, e / jnp.maximum(correction, 1e-12), p), state.ema, state.psi
+    )
+
+
+def train_pool_model(
+    model: Model,
+    params: Params,
+    opt_state: Any,
+    images: jax.Array,
+    labels: jax.Array,
+    steps: jax.Array,
+    config: RCIGConfig,
+) -> tuple[Params, Any]:
+    """`steps` (traced, ≤ `pool_max_steps`) Adam steps of the base network on the
+    set: MSE Σ½(f(x; θ) − y)² / (N·C), full batch."""
+    opt = _pool_optimizer(config)
+
+    def loss(p):
+        return 0.5 * jnp.sum(jnp.square(model.apply(p, images) - labels)) / labels.size
+
+    def one(carry):
+        p, s = carry
+        updates, s = opt.update(jax.grad(loss)(p), s, p)
+        return optax.apply_updates(p, updates), s
+
+    def body(carry, i):
+        return jax.lax.cond(i < steps, one, lambda c: c, carry), None
+
+    carry, _ = loops.scan(body, (params, opt_state), jnp.arange(config.pool_max_steps))
+    return carry
+
+
+def _select(condition: jax.Array, if_true, if_false):
+    """`if_true` where the scalar `condition` holds, else `if_false` (leaf by leaf)."""
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
+
+
+def _take(tree, i):
+    return jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), tree)
+
+
+def _put(tree, i, value):
+    return jax.tree.map(lambda a, v: jax.lax.dynamic_update_index_in_dim(a, v, i, 0), tree, value)
+
+
+def distill_step(
+    model: Model, config: RCIGConfig, state: RCIGState, real: Real
+) -> tuple[RCIGState, dict]:
+    """One meta-step: pool model p, inner solve, meta-gradient, AdaBelief, EMA, pool training.
+
+    Args:
+      model: the distillation network (softplus, no normalisation).
+      config: the method's hyper-parameters.
+      state: the current state (donated by the driver).
+      real: the real data the outer loss samples a batch of.
+
+    Returns:
+      the next state and metrics (outer, inner, temperature, model, pool_steps,
+      implicit_finite, accepted).
+    """
+    key, k_model, k_batch, k_steps, k_reset = jax.random.split(state.key, 5)
+    psi = state.psi
+    num_classes = psi.labels.shape[-1]
+    p = jax.random.randint(k_model, (), 0, config.pool_size)
+    theta0 = _take(state.pool, p)
+    n_real = real.x.shape[0]
+    idx = jax.random.choice(k_batch, n_real, (min(config.batch_real, n_real),), replace=False)
+    lam = jnp.asarray(config.l2_rate * config.ipc * num_classes, psi.images.dtype)
+    problem = Problem(model, theta0, lam, config.flip, real.x[idx], real.targets[idx])
+    delta = solve_inner(problem, psi, config, theta0)
+    grads = meta_gradient(problem, psi, delta, config)
+    accept = _all_finite(grads.total) & jnp.isfinite(grads.outer)
+    total = jax.tree.map(lambda g: jnp.where(accept, g, jnp.zeros_like(g)), grads.total)
+    updates, stepped = _meta_optimizer(config).update(total, state.opt_state, psi)
+    new_psi = _select(accept, optax.apply_updates(psi, updates), psi)
+    opt_state = _select(accept, stepped, state.opt_state)
+    decay = config.ema_decay
+    ema = jax.tree.map(lambda e, v: decay * e + (1 - decay) * v, state.ema, new_psi)
+    # Model p trains on the updated set from where it was, then ages out.
+    images, labels = with_flips(new_psi.images, new_psi.labels, config.flip)
+    images, labels = jax.lax.stop_gradient((images, labels))
+    steps = jax.random.randint(k_steps, (), 1, config.pool_max_steps + 1)
+    trained, trained_opt = train_pool_model(
+        model, theta0, _take(state.pool_opt, p), images, labels, steps, config
+    )
+    age = state.pool_steps[p] + steps
+    reset = age >= config.pool_reset
+    fresh = model.init(k_reset)
+    trained = _select(reset, fresh, trained)
+    trained_opt = _select(reset, _pool_optimizer(config).init(fresh), trained_opt)
+    next_state = RCIGState(
+        new_psi,
+        ema,
+        opt_state,
+        _put(state.pool, p, trained),
+        _put(state.pool_opt, p, trained_opt),
+        state.pool_steps.at[p].set(jnp.where(reset, 0, age)),
+        state.iteration + 1,
+        state.skipped + (~accept).astype(jnp.int32),
+        state.implicit_dropped + (~grads.implicit_finite).astype(jnp.int32),
+        key,
+    )
+    metrics = {
+        "outer": grads.outer,
+        "inner": grads.inner,
+        "temperature": jnp.exp(new_psi.log_temp),
+        "model": p,
+        "pool_steps": steps,
+        "implicit_finite": grads.implicit_finite,
+        "accepted": accept,
+    }
+    return next_state, metrics
+
+
+# ---------------------------------------------------------------------------
+# The driver's interface
+
+
+def networks(spec: ConvNetSpec, config: RCIGConfig) -> tuple[ConvNetSpec, ConvNetSpec]:
+    """RCIG's (distillation, evaluation) ConvNets from the run's `spec`.
+
+    No normalisation, widths doubling per block, LeCun init (the
+    reference's Flax defaults); softplus(βx)/β while distilling, ReLU at
+    evaluation.
+    """
+    base_spec = dataclasses.replace(spec, norm="none", growth=2, init="lecun")
+    distil = dataclasses.replace(
+        base_spec, activation="softplus", softplus_beta=config.softplus_beta
+    )
+    return distil, dataclasses.replace(base_spec, activation="relu")
+
+
+class Rcig:
+    """RCIG behind the driver's `base.Method` interface."""
+
+    name = "rcig"
+    field = "rcig"
+    uses_experts = False
+    curves = {
+        "outer": "outer loss (real batch)",
+        "inner": "inner loss",
+        "temperature": "temperature",
+    }
+    shown = ("outer", "temperature")
+
+    def check(self, config, label) -> None:
+        """Nothing beyond the settings' own types and ranges."""
+
+    def unused(self, config) -> dict[str, str]:
+        why = "RCIG trains its own model pool, no experts"
+        unused = {f"experts.{path}": why for path in config_lib.paths(config.experts)}
+        if config.trust is not None:
+            unused["trust.init_pool"] = "RCIG's init draws from the trusted space"
+        return unused
+
+    def defaults(self) -> dict:
+        """RCIG evaluates with the Adam/MSE protocol (`evaluate.adam_protocol`)."""
+        return {"eval": evaluate.adam_protocol()}
+
+    def networks(self, config, spec: ConvNetSpec) -> tuple[ConvNetSpec, ConvNetSpec]:
+        return networks(spec, config.rcig)
+
+    def setup(self, config, model: Model, data, services: base.Services) -> base.Setup:
+        settings: RCIGConfig = config.rcig
+        c = data.ds.num_classes
+        pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=False)
+        idx = base.real_per_class(
+            pool_labels, c, settings.ipc, rng.numpy_rng(services.seed, "init")
+        )
+        state = init_state(
+            model, jnp.asarray(pool_x[idx]), c, settings, key=rng.stream(services.seed, "distill")
+        )
+        real = Real(np.asarray(data.x), np.asarray(data.targets(), np.float32))
+        noise = float(np.mean(pool_labels[idx] != pool_clean[idx]))
+        return base.Setup(state, real, {"filled": 0, "label_noise": noise})
+
+    def step(self, model, config, state, resources):
+        return distill_step(model, config.rcig, state, resources)
+
+    def shard(self, state, resources, mesh):
+        """Everything replicated: one meta-step is one model's solve."""
+        return parallel.replicate(state, mesh), parallel.replicate(resources, mesh)
+
+    def distilled(self, config, state) -> base.Distilled:
+        """The EMA of ψ (with its flip copies), trained on with MSE on its labels."""
+        settings = config.rcig
+        ema = ema_value(state, settings)
+        images, labels = with_flips(ema.images, ema.labels, settings.flip)
+        classes = np.tile(np.arange(ema.images.shape[0]) // settings.ipc, 2 if settings.flip else 1)
+        return base.Distilled(images, labels, labels, None, classes)
+
+    def summary(self, state) -> dict:
+        return {"implicit_dropped": int(state.implicit_dropped)}
+
+
+METHODS = {"rcig": Rcig()}
