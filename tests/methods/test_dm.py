@@ -216,7 +216,8 @@ def test_cli_dm_end_to_end_with_a_trust_split(tmp_path, capsys):
     assert len(summary["accuracies"]) == 2 and "syn_lr" not in summary
     # the real batches came from the diverted set: it is smaller than the capped data
     assert summary["train_size"] < 300
-    assert not (tmp_path / "experts").exists()  # DM trains no experts
+    # DM trains no experts: the cache holds only the trust split
+    assert [p.name.split("-")[0] for p in (tmp_path / "experts").iterdir()] == ["split"]
     with np.load(run / "distilled.npz") as saved:
         assert saved["images"].shape == (20, 8, 8, 1)
         np.testing.assert_array_equal(saved["labels"].argmax(-1), np.repeat(np.arange(10), 2))

@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -160,3 +162,138 @@ def test_the_label_margin_is_the_clipped_top_two_gap():
     labels = jnp.array([[0.9, 0.1, 0.0], [0.4, 0.35, 0.25]])
     expect = (min(0.8, 1 / 6) + 0.05) / 2
     np.testing.assert_allclose(rcig.label_margin(labels), expect, rtol=1e-6)
+
+
+SMALL = rcig.RCIGConfig(
+    ipc=IPC, iterations=6, batch_real=5, inner_steps=3, hinv_steps=3, pool_size=3,
+    pool_max_steps=2, pool_reset=3, flip=True,
+)  # fmt: skip
+
+
+def _real():
+    x = jax.random.normal(jax.random.key(11), (12, 6, 6, 1))
+    return rcig.Real(x, jax.nn.one_hot(jnp.arange(12) % C, C))
+
+
+def _state(config=SMALL):
+    images = jax.random.normal(jax.random.key(12), (C * IPC, 6, 6, 1))
+    return rcig.init_state(MODEL, images, C, config, key=jax.random.key(13))
+
+
+def test_a_meta_step_moves_the_set_and_only_the_picked_pool_model_without_host_transfers():
+    state, real = _state(), _real()
+    before = jax.tree.map(np.asarray, state._replace(key=jax.random.key_data(state.key)))
+    step = jax.jit(lambda s, r: rcig.distill_step(MODEL, SMALL, s, r))
+    step(_state(), real)  # compile (and place the inputs) outside the guard
+    with jax.transfer_guard("disallow"):
+        after, metrics = step(state, real)
+    p = int(metrics["model"])
+    assert bool(metrics["accepted"]) and bool(metrics["implicit_finite"])
+    assert not np.allclose(after.psi.images, before.psi.images)
+    assert not np.allclose(after.psi.labels, before.psi.labels)  # labels are learned
+    for i in range(SMALL.pool_size):
+        moved = [
+            not np.array_equal(a[i], b[i])
+            for a, b in zip(jax.tree.leaves(after.pool), jax.tree.leaves(before.pool), strict=True)
+        ]
+        assert any(moved) == (i == p)
+    assert int(after.pool_steps[p]) == int(metrics["pool_steps"]) and int(after.iteration) == 1
+    # the EMA after one step, bias-corrected, is the new set itself
+    ema = rcig.ema_value(after, SMALL)
+    np.testing.assert_allclose(ema.images, after.psi.images, rtol=1e-5, atol=1e-6)
+
+
+def test_a_pool_model_is_reinitialised_once_its_step_budget_is_spent():
+    state, real = _state(), _real()
+    step = jax.jit(lambda s, r: rcig.distill_step(MODEL, SMALL, s, r))
+    reset_seen = False
+    for _ in range(8):
+        prev = state.pool_steps
+        state, metrics = step(state, real)
+        p, n = int(metrics["model"]), int(metrics["pool_steps"])
+        assert 1 <= n <= SMALL.pool_max_steps
+        expected = int(prev[p]) + n
+        if expected >= SMALL.pool_reset:
+            reset_seen = True
+            assert int(state.pool_steps[p]) == 0
+        else:
+            assert int(state.pool_steps[p]) == expected
+    assert reset_seen
+
+
+def test_fixed_labels_stay_and_a_non_finite_step_is_skipped_and_counted():
+    fixed = dataclasses.replace(SMALL, learn_labels=False)
+    after, _ = rcig.distill_step(MODEL, fixed, _state(fixed), _real())
+    np.testing.assert_array_equal(after.psi.labels, rcig.initial_labels(C, IPC))
+    bad = _state()._replace(psi=_state().psi._replace(images=jnp.full((C * IPC, 6, 6, 1), jnp.nan)))
+    after, metrics = rcig.distill_step(MODEL, SMALL, bad, _real())
+    assert not bool(metrics["accepted"]) and int(after.skipped) == 1
+    assert bool(jnp.all(jnp.isnan(after.psi.images)))  # left as it was, not "repaired"
+
+
+def _loop(config, state, real, path):
+    from jaxdd import report
+    from jaxdd.checkpoint import Checkpointer
+    from jaxdd.distill import DistillConfig, distill_loop
+
+    run_config = DistillConfig(method="rcig", rcig=config, checkpoint_every=3, log_every=1)
+    with Checkpointer(path / "ck", max_to_keep=2) as ckpt:
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(state)
+        return distill_loop(MODEL, run_config, state, real, ckpt, report.RunDir.at(path), False)
+
+
+def test_resumed_rcig_equals_uninterrupted_pool_included(tmp_path):
+    real = _real()
+    straight = _loop(SMALL, _state(), real, tmp_path / "a")
+    short = dataclasses.replace(SMALL, iterations=3)
+    _loop(short, _state(), real, tmp_path / "b")
+    resumed = _loop(SMALL, _state(), real, tmp_path / "b")
+    assert int(resumed.iteration) == 6
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_and_four_devices_give_the_same_distilled_set():
+    from jaxdd import parallel
+
+    method = rcig.METHODS["rcig"]
+    run_config = type("Run", (), {"rcig": SMALL})()
+    step = jax.jit(lambda s, r: method.step(MODEL, run_config, s, r))
+    one, real1 = _state(), _real()
+    four, real4 = method.shard(_state(), _real(), parallel.runs_mesh(C * IPC))
+    for _ in range(3):
+        one, _ = step(one, real1)
+        four, _ = step(four, real4)
+    np.testing.assert_allclose(one.psi.images, four.psi.images, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(one.psi.labels, four.psi.labels, rtol=1e-5, atol=1e-6)
+
+
+def test_cli_rcig_end_to_end(tmp_path, capsys):
+    import json
+
+    from jaxdd import cli
+
+    argv = [
+        "distill", "--method", "rcig", "--dataset", "digits", "--noise", "symmetric:0.4",
+        "--trust", "small-loss", "--width", "4", "--max-train", "300", "--ipc", "2",
+        "--iterations", "4", "--eval-epochs", "5", "--seeds", "2", "--checkpoint-every", "2",
+        "--set", "rcig.batch_real=32", "--set", "rcig.pool_size=2", "--set", "rcig.inner_steps=2",
+        "--set", "rcig.hinv_steps=2", "--set", "rcig.pool_max_steps=2", "--set", "rcig.flip=false",
+        "--run-dir", str(tmp_path / "run"), "--experts-dir", str(tmp_path / "experts"),
+        "--no-progress",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "rcig on digits" in capsys.readouterr().out
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["method"] == "rcig" and summary["iterations"] == 4
+    assert summary["implicit_dropped"] == 0 and len(summary["accuracies"]) == 2
+    config = json.loads((run / "config.json").read_text())
+    assert config["eval"]["optimizer"] == "adam" and config["eval"]["loss"] == "mse"
+    with np.load(run / "distilled.npz") as saved:
+        assert saved["images"].shape == (20, 8, 8, 1)
+        # learned labels start at one-hot − 1/C: still led by their class after 4 steps
+        np.testing.assert_array_equal(saved["labels"].argmax(-1), np.repeat(np.arange(10), 2))
