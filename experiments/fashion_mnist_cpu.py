@@ -18,6 +18,10 @@ step. Evaluating at batch 256 or DATM's 128 is the same here: IPC 10 is
     jaxdd distill --config experiments/fashion_mnist_cpu.py:datm-ipc10
     jaxdd distill --config experiments/fashion_mnist_cpu.py:dm-ipc10
     jaxdd distill --config experiments/fashion_mnist_cpu.py:dance-ipc10
+
+    # RCIG and, under its own evaluation (Adam + MSE, its network), its random-real init
+    jaxdd distill --config experiments/fashion_mnist_cpu.py:rcig-ipc10
+    jaxdd distill --config experiments/fashion_mnist_cpu.py:rcig-ipc10 --iterations 0
     jaxdd baseline --dataset fashion_mnist --noise none --kind random --ipc 10 --width 32 \
         --epochs 300 --seeds 5
 """
@@ -26,12 +30,14 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxdd import evaluate
 from jaxdd.distill import DistillConfig
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig
 from jaxdd.methods import dance
 from jaxdd.methods.datm import DATMConfig
 from jaxdd.methods.dm import DMConfig
+from jaxdd.methods.rcig import RCIGConfig
 from jaxdd.ops.train import TrainConfig
 
 CONFIGS = {
@@ -85,6 +91,22 @@ CONFIGS = {
         eval=TrainConfig(epochs=300),
         checkpoint_every=100,
         log_every=20,
+    ),
+    # RCIG (experiments/rcig.py:fashion_mnist-ipc10, no flips) cut to fit: ConvNet-32
+    # (32/64/128 channels), 256 real images per meta-step, a pool of 10, 300 of its
+    # 10 000 meta-steps; the reference's evaluation (2000 Adam steps on the 100 images).
+    # With --iterations 0 the set is its initialisation: random real images with
+    # labels one-hot - 1/C, i.e. random subsets under RCIG's own evaluation.
+    "rcig-ipc10": DistillConfig(
+        dataset="fashion_mnist",
+        noise="none",
+        method="rcig",
+        width=32,
+        max_train=10000,
+        rcig=RCIGConfig(ipc=10, iterations=300, batch_real=256, pool_size=10, flip=False),
+        eval=evaluate.adam_protocol(epochs=2000, batch_size=100),
+        checkpoint_every=50,
+        log_every=10,
     ),
 }
 

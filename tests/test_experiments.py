@@ -81,8 +81,34 @@ def test_unknown_dance_config_name_is_a_clear_error(capsys):
 CPU_FILE = FILE.with_name("fashion_mnist_cpu.py")
 
 
-@pytest.mark.parametrize("name", ["datm-ipc10", "dm-ipc10", "dance-ipc10"])
+@pytest.mark.parametrize("name", ["datm-ipc10", "dm-ipc10", "dance-ipc10", "rcig-ipc10"])
 def test_reduced_cpu_configs_load_and_check(name):
     config = cli._load_config_file(f"{CPU_FILE}:{name}")
     _check(config)
     assert config.dataset == "fashion_mnist" and config.max_train == 10000 and config.width == 32
+
+
+RCIG_FILE = FILE.with_name("rcig.py")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [f"{d}-ipc{i}" for d in ("fashion_mnist", "cifar10", "cifar100") for i in (1, 10, 50)]
+    + ["tiny-ipc1", "tiny-ipc10"],
+)
+def test_every_rcig_row_loads_and_trains_the_references_2000_steps(name):
+    config = cli._load_config_file(f"{RCIG_FILE}:{name}")
+    _check(config)
+    r = config.rcig
+    assert config.method == "rcig" and r.iterations == 10000 and r.batch_real == 1024
+    assert config.eval.optimizer == "adam" and config.eval.loss == "mse"
+    n = r.ipc * (
+        10 if name.startswith(("cifar10-", "fashion")) else 100 if "cifar100" in name else 200
+    )
+    n *= 2 if r.flip else 1
+    steps = config.eval.epochs * -(-n // config.eval.batch_size)
+    assert steps == (1000 if name == "cifar10-ipc1" else 2000)
+    assert r.flip == (
+        not name.startswith("fashion") and name not in ("cifar100-ipc50", "tiny-ipc10")
+    )
+    assert (r.softplus_beta == 0) == name.startswith("tiny")

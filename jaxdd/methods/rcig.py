@@ -75,7 +75,8 @@ class RCIGConfig:
       pool_max_steps: a picked model trains U{1, …, this} Adam steps (15).
       pool_reset: a model is re-initialised once it has trained this many steps (100).
       pool_lr: their Adam lr, MSE on the current set (5e-5).
-      softplus_beta: β of softplus(βx)/β during distillation (ReLU at evaluation).
+      softplus_beta: β of softplus(βx)/β during distillation (ReLU at evaluation);
+        0: ReLU while distilling too (the reference's 64 px and larger configs).
     """
 
     ipc: int = 10
@@ -584,10 +585,13 @@ def networks(spec: ConvNetSpec, config: RCIGConfig) -> tuple[ConvNetSpec, ConvNe
     evaluation.
     """
     base_spec = dataclasses.replace(spec, norm="none", growth=2, init="lecun")
+    evaluation = dataclasses.replace(base_spec, activation="relu")
+    if config.softplus_beta == 0:  # the reference's softplus_temp 0: ReLU throughout
+        return evaluation, evaluation
     distil = dataclasses.replace(
         base_spec, activation="softplus", softplus_beta=config.softplus_beta
     )
-    return distil, dataclasses.replace(base_spec, activation="relu")
+    return distil, evaluation
 
 
 class Rcig:
