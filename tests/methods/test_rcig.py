@@ -112,7 +112,8 @@ def test_the_inner_solution_minimises_the_inner_loss():
     with jax.enable_x64(True):
         problem, psi, theta0 = _problem()
         config = rcig.RCIGConfig(inner_steps=60)
-        delta = rcig.solve_inner(problem, psi, config, theta0)
+        with loops.accelerator_paths():  # a rolled loop compiles faster than 60 unrolled steps
+            delta = rcig.solve_inner(problem, psi, config, theta0)
         grad = rcig.mask_tangent(jax.grad(problem.inner_loss)(delta, psi))
         assert np.abs(ravel_pytree(grad)[0]).max() < 1e-9
         assert float(problem.inner_loss(delta, psi)) < float(
@@ -223,10 +224,11 @@ def test_a_pool_model_is_reinitialised_once_its_step_budget_is_spent():
 
 def test_fixed_labels_stay_and_a_non_finite_step_is_skipped_and_counted():
     fixed = dataclasses.replace(SMALL, learn_labels=False)
-    after, _ = rcig.distill_step(MODEL, fixed, _state(fixed), _real())
+    after, _ = jax.jit(lambda s, r: rcig.distill_step(MODEL, fixed, s, r))(_state(fixed), _real())
     np.testing.assert_array_equal(after.psi.labels, rcig.initial_labels(C, IPC))
     bad = _state()._replace(psi=_state().psi._replace(images=jnp.full((C * IPC, 6, 6, 1), jnp.nan)))
-    after, metrics = rcig.distill_step(MODEL, SMALL, bad, _real())
+    step = jax.jit(lambda s, r: rcig.distill_step(MODEL, SMALL, s, r))
+    after, metrics = step(bad, _real())
     assert not bool(metrics["accepted"]) and int(after.skipped) == 1
     assert bool(jnp.all(jnp.isnan(after.psi.images)))  # left as it was, not "repaired"
 
