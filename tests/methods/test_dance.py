@@ -203,3 +203,78 @@ def test_cli_dance_end_to_end_with_factor_two(tmp_path, capsys):
     assert len(list((tmp_path / "experts").iterdir())) == 1  # the pool, cached
     with np.load(run / "distilled.npz") as saved:
         assert saved["images"].shape == (40, 8, 8, 1)
+
+
+def _loop(config, state, res, path):
+    from jaxdd import report
+    from jaxdd.checkpoint import Checkpointer
+    from jaxdd.distill import distill_loop
+
+    run_config = DistillConfig(method="dance", dance=config, checkpoint_every=3, log_every=1)
+    with Checkpointer(path / "ck", max_to_keep=2) as ckpt:
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(state)
+        return distill_loop(MODEL, run_config, state, res, ckpt, report.RunDir.at(path), False)
+
+
+def _fresh():
+    images = jax.random.normal(jax.random.key(6), (C * IPC, 8, 8, 1))
+    return dance.init_state(images, SETTINGS, key=jax.random.key(7))
+
+
+def test_resumed_dance_equals_uninterrupted(tmp_path):
+    import dataclasses
+
+    res = _resources()
+    config = dataclasses.replace(SETTINGS, iterations=6)
+    straight = _loop(config, _fresh(), res, tmp_path / "a")
+    _loop(dataclasses.replace(config, iterations=3), _fresh(), res, tmp_path / "b")
+    resumed = _loop(config, _fresh(), res, tmp_path / "b")
+    assert int(resumed.iteration) == 6
+    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_and_four_devices_give_the_same_distilled_set():
+    from jaxdd import parallel
+
+    method = base.get_method("dance")
+    run_config = DistillConfig(method="dance", dance=SETTINGS)
+    step = jax.jit(lambda s, r: method.step(MODEL, run_config, s, r))
+    one, res1 = _fresh(), _resources()
+    four, res4 = method.shard(_fresh(), _resources(), parallel.runs_mesh(C * IPC))
+    assert len(four.images.sharding.device_set) > 1
+    for _ in range(3):
+        one, _ = step(one, res1)
+        four, _ = step(four, res4)
+    np.testing.assert_allclose(one.images, four.images, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["dm", "dance"])
+def test_real_batches_come_only_from_the_trusted_space_with_its_labels(name):
+    from jaxdd.prepare import prepare
+    from jaxdd.trust.dual import TADConfig
+
+    trust = TADConfig(mode="small-loss", keep_ratio=0.5, width=4, warmup_steps=10)
+    data = prepare("digits", "symmetric:0.4", max_train=300, trust=trust)
+    split = data.split
+    assert split.trusted.sum() < len(split.trusted)  # some samples are untrusted
+    model = data.model(4)
+    pool = jax.vmap(model.init)(jax.random.split(jax.random.key(0), 2 * 3))
+    trajectories = jax.tree.map(lambda a: a.reshape(2, 3, *a.shape[1:]), pool)
+    services = base.Services(lambda cfg: trajectories, seed=0)
+    config = DistillConfig(method=name, dataset="digits", trust=trust)
+    setup = base.get_method(name).setup(config, model, data, services)
+    tables = setup.resources if name == "dm" else setup.resources.tables
+    source = data.source
+    np.testing.assert_array_equal(tables.x, source.x[split.trusted])
+    labels = split.labels[split.trusted]
+    for c in range(10):  # every member of class c's table is trusted with label c
+        members = np.asarray(tables.table[c])[np.asarray(tables.weight[c]) > 0]
+        assert len(members) == np.sum(labels == c)
+        np.testing.assert_array_equal(labels[members], c)
+    real, weight = dm.sample_class_batches(tables, 8, key=jax.random.key(1))
+    rows = {bytes(np.asarray(r)) for r in np.asarray(tables.x)}
+    assert all(bytes(np.asarray(r)) in rows for r in np.asarray(real).reshape(-1, 8, 8, 1))
