@@ -566,6 +566,7 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
         images=np.asarray(out.images),
         labels=np.asarray(out.labels),
         **extra,
+        **{name: np.asarray(value) for name, value in out.arrays.items()},
     )
     if history:
         its = [h["iteration"] for h in history]

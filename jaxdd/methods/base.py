@@ -34,6 +34,8 @@ class Distilled(NamedTuple):
       targets: ``[N_s, C]`` the targets evaluation networks train on.
       lr: the learned evaluation lr, or None for ``eval.lr``.
       classes: ``[N_s] int`` the class each image was made for.
+      arrays: more arrays ``distilled.npz`` keeps (e.g. DANCE's stored images,
+        of which `images` is the decoding).
     """
 
     images: jax.Array
@@ -41,6 +43,7 @@ class Distilled(NamedTuple):
     targets: jax.Array
     lr: float | None
     classes: np.ndarray
+    arrays: Mapping[str, Any] = {}
 
 
 class Setup(NamedTuple):

@@ -439,7 +439,8 @@ class Dance:
         per_class = settings.ipc * settings.factor**2
         classes = np.arange(images.shape[0]) // per_class
         labels = jax.nn.one_hot(jnp.asarray(classes), images.shape[0] // per_class)
-        return base.Distilled(images, labels, labels, None, classes)
+        stored = {"stored_images": state.images, "factor": np.int32(settings.factor)}
+        return base.Distilled(images, labels, labels, None, classes, stored)
 
     def summary(self, state) -> dict:
         return {}

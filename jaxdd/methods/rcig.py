@@ -651,7 +651,8 @@ class Rcig:
         ema = ema_value(state, settings)
         images, labels = with_flips(ema.images, ema.labels, settings.flip)
         classes = np.tile(np.arange(ema.images.shape[0]) // settings.ipc, 2 if settings.flip else 1)
-        return base.Distilled(images, labels, labels, None, classes)
+        kept = {"log_temp": ema.log_temp, "flip": np.bool_(settings.flip)}
+        return base.Distilled(images, labels, labels, None, classes, kept)
 
     def summary(self, state) -> dict:
         return {"implicit_dropped": int(state.implicit_dropped)}

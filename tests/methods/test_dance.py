@@ -203,6 +203,9 @@ def test_cli_dance_end_to_end_with_factor_two(tmp_path, capsys):
     assert len(list((tmp_path / "experts").iterdir())) == 1  # the pool, cached
     with np.load(run / "distilled.npz") as saved:
         assert saved["images"].shape == (40, 8, 8, 1)
+        assert saved["stored_images"].shape == (10, 8, 8, 1) and int(saved["factor"]) == 2
+        decoded = dance.decode(jnp.asarray(saved["stored_images"]), 2)
+        np.testing.assert_allclose(decoded, saved["images"], rtol=1e-5, atol=1e-6)
 
 
 def _loop(config, state, res, path):

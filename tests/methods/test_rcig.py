@@ -299,3 +299,4 @@ def test_cli_rcig_end_to_end(tmp_path, capsys):
         assert saved["images"].shape == (20, 8, 8, 1)
         # learned labels start at one-hot − 1/C: still led by their class after 4 steps
         np.testing.assert_array_equal(saved["labels"].argmax(-1), np.repeat(np.arange(10), 2))
+        assert saved["log_temp"].shape == () and not bool(saved["flip"])
