@@ -4,8 +4,9 @@
 # The DATM rows share the reduced DATM protocol of experiments/fashion_mnist_cpu.py:datm-ipc10
 # (ConvNet-32, a stratified 10 000-image training subset, 5 experts x 8 epochs, 100
 # iterations of 20 student steps, 300 evaluation epochs over 5 seeds); the DM and DANCE
-# rows that of :dm-ipc10 and :dance-ipc10 on the same subset and evaluation. The
-# clean-label rows are those configs with --noise none (experiments/results/fashion_mnist_cpu/).
+# rows that of :dm-ipc10 and :dance-ipc10 on the same subset and evaluation, the RCIG
+# rows that of :rcig-ipc10 (with its own Adam/MSE evaluation). The clean-label rows are
+# those configs with --noise none (experiments/results/fashion_mnist_cpu/).
 #
 #   bash experiments/fashion_mnist_noisy_cpu.sh [ROOT] [NOISE...]
 #
@@ -13,7 +14,7 @@
 # Each row goes to ROOT/<noise>/<row>; a row whose summary.json exists is skipped, so the
 # script can be re-run after an interruption. ROWS picks rows (default: the five DATM-era
 # ones); every row: erm random, and METHOD, tad-METHOD, small-loss-METHOD for METHOD in
-# datm dm dance, e.g. ROWS="dm tad-dm". The trust split is cached under runs/experts, so
+# datm dm dance rcig, e.g. ROWS="dm tad-dm". The trust split is cached under runs/experts, so
 # the tad-* (and small-loss-*) rows of one noise compute it once for every method.
 # `python -m experiments.table ROOT` prints the Markdown table.
 set -euo pipefail
@@ -40,7 +41,7 @@ row() {  # row DIR CMD... : runs CMD unless DIR already holds a finished run
 
 for noise in "${noises[@]}"; do
   dir=$root/${noise/:/}
-  for method in datm dm dance; do
+  for method in datm dm dance rcig; do
     config=experiments/fashion_mnist_cpu.py:$method-ipc10
     for trust in tad none small-loss; do
       name=$method

@@ -20,7 +20,7 @@ import pathlib
 from jaxdd.report import RunDir, format_table, mean_std
 
 ROWS = {"erm": "full-noisy ERM", "random": "random IPC 10"}
-for _key, _name in (("datm", "DATM"), ("dm", "DM"), ("dance", "DANCE")):
+for _key, _name in (("datm", "DATM"), ("dm", "DM"), ("dance", "DANCE"), ("rcig", "RCIG")):
     ROWS |= {
         _key: f"{_name} on noisy data",
         f"small-loss-{_key}": f"two-stage (small-loss) + {_name}",
