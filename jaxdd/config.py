@@ -385,7 +385,8 @@ def _unknown(config: Any, path: str) -> str:
 def describe(config: Any, *, expand: bool = False) -> str:
     """The tree as ``path=value  help`` lines, which ``--set`` reads back.
 
-    Linked settings and those the config ignores as it stands are marked;
+    Linked settings (among those in use) and those the config ignores as it
+    stands are marked;
     with `expand`, the fields of absent optional groups are listed with
     their defaults.
     """
@@ -394,8 +395,8 @@ def describe(config: Any, *, expand: bool = False) -> str:
     rows = []
     for leaf in leaves(config, expand=expand):
         notes = [leaf.help]
-        if leaf.path in links:
-            others = [p for p in links[leaf.path] if p != leaf.path]
+        others = [p for p in links.get(leaf.path, ()) if p != leaf.path and p not in unused]
+        if leaf.path not in unused and others:
             notes.append(f"[one setting with {', '.join(others)}]")
         if leaf.path in unused and not leaf.absent:
             notes.append(f"[unused: {unused[leaf.path]}]")
