@@ -43,6 +43,7 @@ import optax
 
 from jaxdd import config as config_lib
 from jaxdd import evaluate, parallel, rng
+from jaxdd.errors import ConfigError
 from jaxdd.methods import base
 from jaxdd.models.convnet import ConvNetSpec, Model, Params
 from jaxdd.ops import loops
@@ -75,6 +76,9 @@ class RCIGConfig:
       pool_max_steps: a picked model trains U{1, …, this} Adam steps (15).
       pool_reset: a model is re-initialised once it has trained this many steps (100).
       pool_lr: their Adam lr, MSE on the current set (5e-5).
+      real_chunk: run the real batch's forward in chunks of this many images,
+        rematerialised in the backward pass (memory of one chunk; the same
+        gradient); None: the whole batch at once. Must divide `batch_real`.
       softplus_beta: β of softplus(βx)/β during distillation (ReLU at evaluation);
         0: ReLU while distilling too (the reference's 64 px and larger configs).
     """
@@ -99,6 +103,7 @@ class RCIGConfig:
     pool_max_steps: int = 15
     pool_reset: int = 100
     pool_lr: float = 5e-5
+    real_chunk: int | None = None
     softplus_beta: float = 60.0
 
 
@@ -169,7 +174,12 @@ def with_flips(images: jax.Array, labels: jax.Array, flip: bool) -> tuple[jax.Ar
 
 
 class Problem(NamedTuple):
-    """One meta-step's fixed parts: the network, θ₀, λ, flips, the real batch."""
+    """One meta-step's fixed parts: the network, θ₀, λ, flips, the real batch.
+
+    With `real_chunk`, the real batch's linearised forward runs in chunks of
+    that many images, each rematerialised in the backward pass, so its
+    activation memory is one chunk's (the value and gradients are the same).
+    """
 
     model: Model
     theta0: Params
@@ -177,6 +187,7 @@ class Problem(NamedTuple):
     flip: bool
     x_real: jax.Array
     y_real: jax.Array
+    real_chunk: int | None = None
 
     def support(self, psi: Coreset, delta: Params):
         """``(φ_s, out_s, Y_s)`` of the (flipped) coreset under Δθ."""
@@ -197,10 +208,26 @@ class Problem(NamedTuple):
         """CE of ŷ_real·exp(log_temp) on the real batch − the clipped label margin."""
         phi_s, out_s, y_s = self.support(psi, delta)
         alpha = krr_alpha(phi_s, y_s - out_s, self.lam)
-        _, phi_t, out_t = linearized(self.model, self.theta0, delta, self.x_real)
-        preds = (out_t + phi_t @ (phi_s.T @ alpha)) * jnp.exp(psi.log_temp)
-        ce = -jnp.mean(jnp.sum(self.y_real * jax.nn.log_softmax(preds), axis=-1))
-        return ce - label_margin(y_s)
+        head = phi_s.T @ alpha  # [F, C]: the KRR head as a linear map of φ
+        temperature = jnp.exp(psi.log_temp)
+
+        def ce_sum(x, y):
+            _, phi_t, out_t = linearized(self.model, self.theta0, delta, x)
+            preds = (out_t + phi_t @ head) * temperature
+            return -jnp.sum(y * jax.nn.log_softmax(preds))
+
+        n = self.x_real.shape[0]
+        chunk = self.real_chunk
+        if chunk is None or chunk >= n:
+            total = ce_sum(self.x_real, self.y_real)
+        else:
+            if n % chunk:
+                raise ValueError(f"rcig.real_chunk={chunk} must divide the real batch ({n})")
+            xs = self.x_real.reshape(n // chunk, chunk, *self.x_real.shape[1:])
+            ys = self.y_real.reshape(n // chunk, chunk, -1)
+            body = jax.checkpoint(lambda c, xy: (c + ce_sum(*xy), None))
+            total, _ = loops.scan(body, jnp.zeros((), head.dtype), (xs, ys))
+        return total / n - label_margin(y_s)
 
     def hvp(self, delta: Params, psi: Coreset) -> Callable[[Params], Params]:
         """v ↦ H v, H = ∇²_Δθ L_in at Δθ (forward-over-reverse)."""
@@ -527,7 +554,9 @@ def distill_step(
     n_real = real.x.shape[0]
     idx = jax.random.choice(k_batch, n_real, (min(config.batch_real, n_real),), replace=False)
     lam = jnp.asarray(config.l2_rate * config.ipc * num_classes, psi.images.dtype)
-    problem = Problem(model, theta0, lam, config.flip, real.x[idx], real.targets[idx])
+    problem = Problem(
+        model, theta0, lam, config.flip, real.x[idx], real.targets[idx], config.real_chunk
+    )
     delta = solve_inner(problem, psi, config, theta0)
     grads = meta_gradient(problem, psi, delta, config)
     accept = _all_finite(grads.total) & jnp.isfinite(grads.outer)
@@ -608,7 +637,13 @@ class Rcig:
     shown = ("outer", "temperature")
 
     def check(self, config, label) -> None:
-        """Nothing beyond the settings' own types and ranges."""
+        """`real_chunk` divides the real batch."""
+        r = config.rcig
+        if r.real_chunk is not None and r.batch_real % r.real_chunk:
+            raise ConfigError(
+                f"{label('rcig.real_chunk')}={r.real_chunk} must divide "
+                f"{label('rcig.batch_real')}={r.batch_real}: pick a divisor, or none"
+            )
 
     def unused(self, config) -> dict[str, str]:
         why = "RCIG trains its own model pool, no experts"

@@ -300,3 +300,23 @@ def test_cli_rcig_end_to_end(tmp_path, capsys):
         # learned labels start at one-hot − 1/C: still led by their class after 4 steps
         np.testing.assert_array_equal(saved["labels"].argmax(-1), np.repeat(np.arange(10), 2))
         assert saved["log_temp"].shape == () and not bool(saved["flip"])
+
+
+def test_a_chunked_real_batch_gives_the_same_outer_loss_and_gradients():
+    with jax.enable_x64(True):
+        problem, psi, theta0 = _problem()
+        x = jnp.concatenate([problem.x_real, problem.x_real[:5] * 0.5])  # 12 images
+        y = jnp.concatenate([problem.y_real, problem.y_real[:5]])
+        whole = problem._replace(x_real=x, y_real=y)
+        chunked = whole._replace(real_chunk=4)
+        delta = _direction(theta0, 7)
+        a = jax.value_and_grad(whole.outer_loss, argnums=(0, 1))(delta, psi)
+        b = jax.value_and_grad(chunked.outer_loss, argnums=(0, 1))(delta, psi)
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(u, v, rtol=1e-10, atol=1e-12)
+    from jaxdd.distill import DistillConfig
+    from jaxdd.errors import ConfigError
+
+    bad = DistillConfig(method="rcig", rcig=rcig.RCIGConfig(batch_real=10, real_chunk=4))
+    with pytest.raises(ConfigError, match="must divide"):
+        rcig.METHODS["rcig"].check(bad, lambda path: path)
