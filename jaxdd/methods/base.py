@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import numpy as np
 
+from jaxdd import rng
 from jaxdd.models.convnet import ConvNetSpec, Model
 
 
@@ -163,6 +164,19 @@ def others_unused(config: Any, method: Method) -> dict[str, str]:
         if field != method.field
         for path in config_lib.paths(getattr(config, field))
     }
+
+
+def random_real_init(data: Any, per_class: int, seed: int) -> tuple[np.ndarray, float]:
+    """``(images [C·per_class, H, W, C_in], label noise)``: random real images of each
+    class from where an unfiltered init draws (the trusted space under diversion).
+
+    The label noise (the share of the picked images whose given label is
+    wrong) is a diagnostic for the ``init`` event.
+    """
+    pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=False)
+    draw = rng.numpy_rng(seed, "init")
+    idx = real_per_class(pool_labels, data.ds.num_classes, per_class, draw)
+    return np.asarray(pool_x[idx]), float(np.mean(pool_labels[idx] != pool_clean[idx]))
 
 
 def real_per_class(

@@ -411,11 +411,8 @@ class Dance:
         if h % f or w % f:
             raise ConfigError(f"dance.factor={f} must divide the image side ({h}×{w})")
         pool = pool_ends(services.experts(config))
-        pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=False)
-        idx = base.real_per_class(
-            pool_labels, c, settings.ipc * f * f, rng.numpy_rng(services.seed, "init")
-        )
-        images = form(np.asarray(pool_x[idx]), f)
+        real, noise = base.random_real_init(data, settings.ipc * f * f, services.seed)
+        images = form(real, f)
         state = init_state(jnp.asarray(images), settings, key=rng.stream(services.seed, "distill"))
         table, weight = base.class_tables(data.labels, c, data.weights)
         tables = dm.RealTables(np.asarray(data.x), table, weight)
@@ -423,7 +420,6 @@ class Dance:
         high = (1.0 - data.space.mean) / data.space.std
         low, high = np.asarray(low, np.float32), np.asarray(high, np.float32)
         res = Resources(tables, pool, low.reshape(-1), high.reshape(-1))
-        noise = float(np.mean(pool_labels[idx] != pool_clean[idx]))
         return base.Setup(state, res, {"filled": 0, "label_noise": noise})
 
     def step(self, model, config, state, resources):

@@ -233,16 +233,10 @@ class DistributionMatching:
     def setup(self, config, model: Model, data, services: base.Services) -> base.Setup:
         settings: DMConfig = config.dm
         c = data.ds.num_classes
-        pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=False)
-        idx = base.real_per_class(
-            pool_labels, c, settings.ipc, rng.numpy_rng(services.seed, "init")
-        )
-        state = init_state(
-            jnp.asarray(pool_x[idx]), settings, key=rng.stream(services.seed, "distill")
-        )
+        images, noise = base.random_real_init(data, settings.ipc, services.seed)
+        state = init_state(jnp.asarray(images), settings, key=rng.stream(services.seed, "distill"))
         table, weight = base.class_tables(data.labels, c, data.weights)
         tables = RealTables(np.asarray(data.x), table, weight)
-        noise = float(np.mean(pool_labels[idx] != pool_clean[idx]))
         return base.Setup(state, tables, {"filled": 0, "label_noise": noise})
 
     def step(self, model, config, state, resources):

@@ -662,15 +662,10 @@ class Rcig:
     def setup(self, config, model: Model, data, services: base.Services) -> base.Setup:
         settings: RCIGConfig = config.rcig
         c = data.ds.num_classes
-        pool_x, pool_labels, pool_clean = data.init_candidates(every_sample=False)
-        idx = base.real_per_class(
-            pool_labels, c, settings.ipc, rng.numpy_rng(services.seed, "init")
-        )
-        state = init_state(
-            model, jnp.asarray(pool_x[idx]), c, settings, key=rng.stream(services.seed, "distill")
-        )
+        images, noise = base.random_real_init(data, settings.ipc, services.seed)
+        key = rng.stream(services.seed, "distill")
+        state = init_state(model, jnp.asarray(images), c, settings, key=key)
         real = Real(np.asarray(data.x), np.asarray(data.targets(), np.float32))
-        noise = float(np.mean(pool_labels[idx] != pool_clean[idx]))
         return base.Setup(state, real, {"filled": 0, "label_noise": noise})
 
     def step(self, model, config, state, resources):

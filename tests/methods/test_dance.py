@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import resume
 
 from jaxdd import cli
 from jaxdd.distill import DistillConfig, method_defaults
@@ -209,15 +210,8 @@ def test_cli_dance_end_to_end_with_factor_two(tmp_path, capsys):
 
 
 def _loop(config, state, res, path):
-    from jaxdd import report
-    from jaxdd.checkpoint import Checkpointer
-    from jaxdd.distill import distill_loop
-
     run_config = DistillConfig(method="dance", dance=config, checkpoint_every=3, log_every=1)
-    with Checkpointer(path / "ck", max_to_keep=2) as ckpt:
-        if ckpt.latest_step() is not None:
-            state = ckpt.restore(state)
-        return distill_loop(MODEL, run_config, state, res, ckpt, report.RunDir.at(path), False)
+    return resume.loop(MODEL, run_config, state, res, path)
 
 
 def _fresh():
@@ -234,10 +228,7 @@ def test_resumed_dance_equals_uninterrupted(tmp_path):
     _loop(dataclasses.replace(config, iterations=3), _fresh(), res, tmp_path / "b")
     resumed = _loop(config, _fresh(), res, tmp_path / "b")
     assert int(resumed.iteration) == 6
-    for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
-        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
-            a, b = jax.random.key_data(a), jax.random.key_data(b)
-        np.testing.assert_array_equal(a, b)
+    resume.assert_same_state(straight, resumed)
 
 
 def test_one_and_four_devices_give_the_same_distilled_set():

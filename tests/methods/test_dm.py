@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import resume
 
-from jaxdd import cli, parallel, report
-from jaxdd.checkpoint import Checkpointer
-from jaxdd.distill import DistillConfig, distill_loop, validate_run
+from jaxdd import cli, parallel
+from jaxdd.distill import DistillConfig, validate_run
 from jaxdd.methods import base, dm
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
 from jaxdd.ops import dsa as dsa_lib
@@ -163,10 +163,7 @@ def test_a_non_finite_step_leaves_images_and_momentum_untouched():
 
 
 def _loop(config, state, tables, path):
-    with Checkpointer(path / "ck", max_to_keep=2) as ckpt:
-        if ckpt.latest_step() is not None:
-            state = ckpt.restore(state)
-        return distill_loop(MODEL, config, state, tables, ckpt, report.RunDir.at(path), False)
+    return resume.loop(MODEL, config, state, tables, path)
 
 
 def test_resumed_dm_equals_uninterrupted(tmp_path):
