@@ -3,7 +3,7 @@ import dataclasses
 import numpy as np
 
 from jaxdd.prepare import carve_validation, prepare
-from jaxdd.trust.dual import TADConfig
+from jaxdd.trust.dual import TADConfig, TrustSplit
 
 # Tiny referees: these tests check which samples each pool holds, not how well they are chosen.
 SMALL_LOSS = TADConfig(mode="small-loss", keep_ratio=0.5, width=8, warmup_steps=10)
@@ -61,10 +61,17 @@ def test_the_split_cache_computes_a_split_once_per_data_and_trust_settings(tmp_p
     from jaxdd import prepare as prepare_module
 
     calls = []
-    compute = prepare_module.run_tad
-    monkeypatch.setattr(
-        prepare_module, "run_tad", lambda *a, **k: calls.append(1) or compute(*a, **k)
-    )
+
+    def fake_tad(model, x, labels, num_classes, config, *, key, clean_labels, on_round):
+        """A split without referees (the cache is what is tested): a seeded random half."""
+        calls.append(1)
+        trusted = np.random.default_rng(len(calls)).random(len(labels)) < 0.5
+        stats = {"round": 0, "trusted": int(trusted.sum())}
+        on_round(stats)
+        scores = trusted.astype(np.float32)
+        return TrustSplit(trusted, labels, scores, -scores, labels, [stats], trusted & False)
+
+    monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
     first = prepare(
         "digits", "symmetric:0.4", max_train=400, trust=SMALL_LOSS, split_cache=tmp_path
     )

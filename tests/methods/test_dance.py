@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import jax
@@ -220,10 +221,8 @@ def _fresh():
 
 
 def test_resumed_dance_equals_uninterrupted(tmp_path):
-    import dataclasses
-
     res = _resources()
-    config = dataclasses.replace(SETTINGS, iterations=6)
+    config = dataclasses.replace(SETTINGS, iterations=6, dsa=False)  # DSA: not what is tested
     straight = _loop(config, _fresh(), res, tmp_path / "a")
     _loop(dataclasses.replace(config, iterations=3), _fresh(), res, tmp_path / "b")
     resumed = _loop(config, _fresh(), res, tmp_path / "b")
@@ -235,7 +234,7 @@ def test_one_and_four_devices_give_the_same_distilled_set():
     from jaxdd import parallel
 
     method = base.get_method("dance")
-    run_config = DistillConfig(method="dance", dance=SETTINGS)
+    run_config = DistillConfig(method="dance", dance=dataclasses.replace(SETTINGS, dsa=False))
     step = jax.jit(lambda s, r: method.step(MODEL, run_config, s, r))
     one, res1 = _fresh(), _resources()
     four, res4 = method.shard(_fresh(), _resources(), parallel.runs_mesh(C * IPC))
@@ -246,13 +245,27 @@ def test_one_and_four_devices_give_the_same_distilled_set():
     np.testing.assert_allclose(one.images, four.images, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["dm", "dance"])
-def test_real_batches_come_only_from_the_trusted_space_with_its_labels(name):
-    from jaxdd.prepare import prepare
+def fake_tad(model, x, labels, num_classes, config, *, key, clean_labels, on_round):
+    """A split without referees: a seeded random 60 % trusted, every fifth label recalled."""
+    from jaxdd.trust.dual import TrustSplit
+
+    trusted = np.random.default_rng(0).random(len(labels)) < 0.6
+    recalled = trusted & (np.arange(len(labels)) % 5 == 0)
+    new_labels = np.where(recalled, (labels + 1) % num_classes, labels).astype(np.int32)
+    stats = {"round": 0, "trusted": int(trusted.sum())}
+    on_round(stats)
+    scores = trusted.astype(np.float32)
+    return TrustSplit(trusted, new_labels, scores, -scores, labels, [stats], recalled)
+
+
+@pytest.mark.parametrize("name", ["dm", "dance", "rcig"])
+def test_real_batches_come_only_from_the_trusted_space_with_its_labels(name, monkeypatch):
+    from jaxdd import prepare as prepare_module
     from jaxdd.trust.dual import TADConfig
 
-    trust = TADConfig(mode="small-loss", keep_ratio=0.5, width=4, warmup_steps=10)
-    data = prepare("digits", "symmetric:0.4", max_train=300, trust=trust)
+    monkeypatch.setattr(prepare_module, "run_tad", fake_tad)
+    trust = TADConfig(rebalance=False)
+    data = prepare_module.prepare("digits", "symmetric:0.4", max_train=300, trust=trust)
     split = data.split
     assert split.trusted.sum() < len(split.trusted)  # some samples are untrusted
     model = data.model(4)
@@ -261,10 +274,14 @@ def test_real_batches_come_only_from_the_trusted_space_with_its_labels(name):
     services = base.Services(lambda cfg: trajectories, seed=0)
     config = DistillConfig(method=name, dataset="digits", trust=trust)
     setup = base.get_method(name).setup(config, model, data, services)
-    tables = setup.resources if name == "dm" else setup.resources.tables
     source = data.source
-    np.testing.assert_array_equal(tables.x, source.x[split.trusted])
     labels = split.labels[split.trusted]
+    if name == "rcig":  # its real batches are drawn from these rows
+        np.testing.assert_array_equal(setup.resources.x, source.x[split.trusted])
+        np.testing.assert_array_equal(setup.resources.targets.argmax(-1), labels)
+        return
+    tables = setup.resources if name == "dm" else setup.resources.tables
+    np.testing.assert_array_equal(tables.x, source.x[split.trusted])
     for c in range(10):  # every member of class c's table is trusted with label c
         members = np.asarray(tables.table[c])[np.asarray(tables.weight[c]) > 0]
         assert len(members) == np.sum(labels == c)

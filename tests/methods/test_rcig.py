@@ -123,11 +123,10 @@ def test_the_inner_solution_minimises_the_inner_loss():
         np.testing.assert_array_equal(delta["head"]["kernel"], 0.0)  # not part of Δθ
 
 
-@pytest.mark.parametrize("flip", [True, False])
-def test_the_implicit_gradient_equals_the_gradient_through_an_exact_inner_solve(flip):
+def test_the_implicit_gradient_equals_the_gradient_through_an_exact_inner_solve():
     """Independent: Δθ*(ψ) by a dense Hessian solve, differentiated end to end."""
     with jax.enable_x64(True):
-        problem, psi, theta0 = _problem(flip=flip)
+        problem, psi, theta0 = _problem(flip=True)
         mask = rcig.mask_tangent(jax.tree.map(jnp.ones_like, theta0))
         keep = ravel_pytree(mask)[0] > 0
         _, unravel = ravel_pytree(theta0)
@@ -225,10 +224,11 @@ def test_a_pool_model_is_reinitialised_once_its_step_budget_is_spent():
 
 def test_fixed_labels_stay_and_a_non_finite_step_is_skipped_and_counted():
     fixed = dataclasses.replace(SMALL, learn_labels=False)
-    after, _ = jax.jit(lambda s, r: rcig.distill_step(MODEL, fixed, s, r))(_state(fixed), _real())
+    step = jax.jit(lambda s, r: rcig.distill_step(MODEL, fixed, s, r))
+    after, _ = step(_state(fixed), _real())
     np.testing.assert_array_equal(after.psi.labels, rcig.initial_labels(C, IPC))
-    bad = _state()._replace(psi=_state().psi._replace(images=jnp.full((C * IPC, 6, 6, 1), jnp.nan)))
-    step = jax.jit(lambda s, r: rcig.distill_step(MODEL, SMALL, s, r))
+    bad = _state(fixed)
+    bad = bad._replace(psi=bad.psi._replace(images=jnp.full((C * IPC, 6, 6, 1), jnp.nan)))
     after, metrics = step(bad, _real())
     assert not bool(metrics["accepted"]) and int(after.skipped) == 1
     assert bool(jnp.all(jnp.isnan(after.psi.images)))  # left as it was, not "repaired"
@@ -273,7 +273,7 @@ def test_cli_rcig_end_to_end(tmp_path, capsys):
 
     argv = [
         "distill", "--method", "rcig", "--dataset", "digits", "--noise", "symmetric:0.4",
-        "--trust", "small-loss", "--width", "4", "--max-train", "300", "--ipc", "2",
+        "--width", "4", "--max-train", "300", "--ipc", "2",
         "--iterations", "4", "--eval-epochs", "5", "--seeds", "2", "--checkpoint-every", "2",
         "--set", "rcig.batch_real=32", "--set", "rcig.pool_size=2", "--set", "rcig.inner_steps=2",
         "--set", "rcig.hinv_steps=2", "--set", "rcig.pool_max_steps=2", "--set", "rcig.flip=false",
