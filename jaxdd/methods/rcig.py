@@ -575,9 +575,13 @@ def distill_step(
     )
     age = state.pool_steps[p] + steps
     reset = age >= config.pool_reset
-    fresh = model.init(k_reset)
-    trained = _select(reset, fresh, trained)
-    trained_opt = _select(reset, _pool_optimizer(config).init(fresh), trained_opt)
+
+    def renewed(_):
+        fresh = model.init(k_reset)
+        return fresh, _pool_optimizer(config).init(fresh)
+
+    # A fresh model is drawn only when one ages out, not every meta-step.
+    trained, trained_opt = jax.lax.cond(reset, renewed, lambda pair: pair, (trained, trained_opt))
     next_state = RCIGState(
         new_psi,
         ema,
