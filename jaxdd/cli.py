@@ -3,6 +3,7 @@
 jaxdd datasets                               what data exists and is here
 jaxdd baseline --dataset fashion_mnist --noise symmetric:0.4 --kind random --ipc 10
 jaxdd distill --config experiments/datm.py:fashion_mnist-ipc10 --set datm.iterations=500
+jaxdd evaluate runs/datm-... --eval-nets resnet18bn,vgg11   a saved set on other networks
 jaxdd demo                                   the quick end-to-end job on digits
 
 A run's settings are one config tree (`jaxdd.config`): ``--set PATH=VALUE``
@@ -78,6 +79,8 @@ DISTILL_ALIASES = (
     Alias("--expert-train-epochs", "experts.epochs"),
     Alias("--eval-epochs", "eval.epochs"),
     Alias("--seeds", "eval.num_seeds"),
+    Alias("--eval-nets", "eval_nets"),
+    Alias("--eval-width-scale", "eval_width_scale"),
     Alias("--checkpoint-every", "checkpoint_every"),
 )
 BASELINE_ALIASES = (
@@ -185,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("datasets", help="list dataset names and whether they are available here")
     _add_baseline_parser(sub)
     _add_distill_parser(sub)
+    _add_evaluate_parser(sub)
     demo = sub.add_parser("demo", help="noisy digits: baselines, DATM, two-stage and TAD + DATM")
     demo.add_argument("--out", default="runs", help="root of the demo directory (default: runs)")
     _add_progress(demo)
@@ -314,6 +318,32 @@ def _add_distill_parser(sub) -> None:
         "--allow-config-change",
         action="store_true",
         help="resume a --run-dir that holds a run of another config (default: refuse)",
+    )
+    _add_progress(p)
+
+
+def _add_evaluate_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="re-evaluate a finished distillation run's saved set on other networks",
+        description="Trains fresh networks of each --eval-nets architecture on RUN_DIR's "
+        "distilled.npz (its labels and learned lr) under the run's evaluation protocol, "
+        "without re-distilling; the results join `networks` of its summary.json and networks.md.",
+    )
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a directory a finished `jaxdd distill` wrote"
+    )
+    p.add_argument(
+        "--eval-nets",
+        metavar="NETS",
+        help="comma-separated networks among convnet, alexnet, vgg11, vgg11bn, resnet18, "
+        "resnet18bn, resnet18_ap, resnet18bn_ap (default: the run's eval_nets)",
+    )
+    p.add_argument(
+        "--eval-width-scale",
+        type=float,
+        metavar="SCALE",
+        help="factor on the non-ConvNet networks' channels (default: the run's)",
     )
     _add_progress(p)
 
@@ -501,6 +531,22 @@ def cmd_distill(args) -> None:
     print(f"run directory: {run.path}")
 
 
+def cmd_evaluate(args) -> None:
+    nets = None
+    if args.eval_nets is not None:
+        from jaxdd.models.zoo import EvalNet
+
+        try:
+            nets = config_lib.parse_value(args.eval_nets, tuple[EvalNet, ...])
+        except ValueError as err:
+            raise ConfigError(f"--eval-nets: {err}") from None
+    from jaxdd.cross_arch import evaluate_run
+
+    evaluate_run(
+        args.run_dir, nets, width_scale=args.eval_width_scale, progress=not args.no_progress
+    )
+
+
 def cmd_demo(args) -> None:
     from jaxdd import validate
     from jaxdd.demo import run_demo
@@ -513,6 +559,7 @@ _COMMANDS = {
     "datasets": cmd_datasets,
     "baseline": cmd_baseline,
     "distill": cmd_distill,
+    "evaluate": cmd_evaluate,
     "demo": cmd_demo,
 }
 

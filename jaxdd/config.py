@@ -403,3 +403,37 @@ def describe(config: Any, *, expand: bool = False) -> str:
         rows.append((f"{leaf.path}={format_value(leaf.value)}", " ".join(n for n in notes if n)))
     width = min(42, max(len(key) for key, _ in rows))
     return "\n".join(f"{key:<{width}}  {text}".rstrip() for key, text in rows)
+
+
+# --- reading a tree back -----------------------------------------------------------
+
+
+def from_jsonable(cls: type, data: Mapping[str, Any]) -> Any:
+    """The config of class `cls` that was written as JSON `data` (``config.json``).
+
+    Lists become tuples; a field the JSON lacks (one added since) keeps its
+    default.
+
+    Raises:
+      ConfigError: `data` holds a key that is no field of `cls`.
+    """
+    hints = _hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise ConfigError(
+            f"the saved config holds settings this jaxdd does not know ({', '.join(unknown)}): "
+            "it was written by another version"
+        )
+    values = {}
+    for name, value in data.items():
+        group = group_class(hints[name])
+        values[name] = (
+            from_jsonable(group, value)
+            if group is not None and value is not None
+            else _tuples(value)
+        )
+    return cls(**values)
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value

@@ -27,13 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdd import evaluate, parallel, report, rng, validate
+from jaxdd import cross_arch, parallel, report, rng, validate
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
 from jaxdd.locking import LOCK_FILE, DirectoryLock, atomic_write_text
 from jaxdd.methods import base, dance, datm, dm, rcig
 from jaxdd.models.convnet import make_convnet
+from jaxdd.models.zoo import EvalNet
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import Prepared, data_fingerprint, prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -45,7 +46,7 @@ class DistillConfig:
 
     The experts' lr is the student's initial lr, and DSA is one choice for
     the experts, the student and the evaluation: `LINKED` names these paths,
-    which must agree (`_check`); on the command line, setting one sets all.
+    which must agree (`check_config`); on the command line, setting one sets all.
 
     Attributes:
       dataset: registry name (`jaxdd datasets` lists them).
@@ -63,6 +64,12 @@ class DistillConfig:
       eval: how distilled sets are evaluated (DATM/MTT replace its lr by the
         learned student lr).
       width, depth: the ConvNet (depth None: by image size).
+      eval_nets: the networks the distilled set is evaluated on: ``convnet``
+        (the method's evaluation ConvNet) and the references' AlexNet, VGG-11
+        and ResNet-18 variants (`jaxdd.models.zoo`); the summary's top-level
+        accuracy is the first one's, every one's is under ``networks``.
+      eval_width_scale: factor on the channels of the non-ConvNet evaluation
+        networks (1: the references'; less for a reduced CPU protocol).
       zca: ZCA-whiten images (fitted on the training images used).
       max_train: stratified training subset (reduced CPU configurations).
       val_fraction: share of the training data held out (stratified on the
@@ -92,6 +99,8 @@ class DistillConfig:
     eval: TrainConfig = TrainConfig()
     width: int = 128
     depth: int | None = None
+    eval_nets: tuple[EvalNet, ...] = ("convnet",)
+    eval_width_scale: float = 1.0
     zca: bool = False
     max_train: int | None = None
     val_fraction: float = 0.0
@@ -113,7 +122,15 @@ class DistillConfig:
             | method.unused(self)
             | validate.trust_unused(self.trust)
             | validate.train_unused(self.eval, "eval")
+            | _eval_nets_unused(self.eval_nets)
         )
+
+
+def _eval_nets_unused(nets: tuple[str, ...]) -> dict[str, str]:
+    """``eval_width_scale`` when no evaluation network but the ConvNet is asked for."""
+    if all(net == "convnet" for net in nets):
+        return {"eval_width_scale": "it scales the non-ConvNet --eval-nets, and there are none"}
+    return {}
 
 
 def method_defaults(method: str) -> DistillConfig:
@@ -123,7 +140,7 @@ def method_defaults(method: str) -> DistillConfig:
     return DistillConfig(method=method, **base.get_method(method).defaults())
 
 
-def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:
+def check_config(config: DistillConfig, *, label: validate.Label = validate.plain) -> None:
     """Refuses a config that cannot run: types, ranges, the window, `LINKED` values.
 
     `label` names a path in messages (the CLI gives its flags).
@@ -131,6 +148,12 @@ def _check(config: DistillConfig, *, label: validate.Label = validate.plain) -> 
     validate.check_tree(config, label=label)
     base.get_method(config.method).check(config, label)
     validate.check_links(config, label=label)
+    nets = config.eval_nets
+    if not nets or len(set(nets)) < len(nets):
+        raise ConfigError(
+            f"{label('eval_nets')} must name each evaluation network once, got "
+            f"{','.join(nets) or '()'}"
+        )
 
 
 def validate_run(
@@ -143,12 +166,12 @@ def validate_run(
 ) -> None:
     """Everything `run_distill` would refuse, checked before it starts any work.
 
-    The config (`_check`), the data (the dataset loads, the test classes are
+    The config (`check_config`), the data (the dataset loads, the test classes are
     trained on, every class holds the method's ``ipc`` samples by its given
     labels), and that the run and expert directories can be written;
     nothing is created.
     """
-    _check(config, label=label)
+    check_config(config, label=label)
     validate.check_data(
         config.dataset,
         config.noise,
@@ -373,7 +396,7 @@ def run_distill(
         state is saved).
       NoUpdatesError: every distillation update was skipped.
     """
-    _check(config)
+    check_config(config)
     name = f"distill-{config.method}-{report.slug(config.dataset)}"
     run = report.RunDir.at(run_dir) if run_dir else report.RunDir(out_root, name)
     with DirectoryLock(run.path):
@@ -462,10 +485,8 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
         state = distill_loop(model, config, state, resources, ckpt, run, progress)
     _check_updates(state, config)
     history = [e for e in run.read_events() if e["event"] == "distill"]
-    evaluated = make_convnet(eval_spec)
-    return _evaluate_and_report(
-        config, data, evaluated, state, history, setup.record, run, progress
-    )
+    models = cross_arch.networks(config.eval_nets, eval_spec, config.eval_width_scale)
+    return _evaluate_and_report(config, data, models, state, history, setup.record, run, progress)
 
 
 def _prepare(config: DistillConfig, run, split_changed: bool, cache) -> tuple[Prepared, bool]:
@@ -526,28 +547,29 @@ def _check_updates(state, config: DistillConfig) -> None:
     )
 
 
-def _evaluate_and_report(config, data: Prepared, model, state, history, record, run, progress):
+def _evaluate_and_report(config, data: Prepared, models, state, history, record, run, progress):
     """Evaluates the distilled set, saves its pictures and arrays, writes ``summary.json``.
 
     `data` is what was distilled from: its test set, pixel space, size,
-    label noise and validation split; `record` is the method's init record.
+    label noise and validation split; `models` the evaluation networks by
+    name (the first one's accuracy is the summary's); `record` is the
+    method's init record.
     """
     ds, space, method = data.ds, data.space, base.get_method(config.method)
     out = method.distilled(config, state)
     train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
     eval_cfg = config.eval if out.lr is None else dataclasses.replace(config.eval, lr=out.lr)
-    result, _ = evaluate.train_and_evaluate(
-        model,
+    results = cross_arch.evaluate_networks(
+        models,
         out.images,
         out.targets,
-        space.encode(ds.x_test),
-        ds.y_test,
+        data,
         eval_cfg,
-        key=rng.stream(config.seed, "eval"),
+        seed=config.seed,
         progress=progress,
-        on_eval=lambda e: run.log(event="eval", **e),
-        validation=data.validation,
+        on_eval=lambda name, e: run.log(event="eval", network=name, **e),
     )
+    result = results[config.eval_nets[0]]
     images = np.asarray(space.decode(out.images))
     learned = np.asarray(jnp.argmax(out.labels, -1))
     legend = "; red = learned label differs" if np.any(learned != out.classes) else ""
@@ -561,10 +583,14 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
         title=f"{config.method} distilled set ({config.noise}{legend})",
     )
     extra = method.summary(state)
+    lr = {} if out.lr is None else {"eval_lr": np.float64(out.lr)}
     np.savez_compressed(
         run.path / "distilled.npz",
         images=np.asarray(out.images),
         labels=np.asarray(out.labels),
+        targets=np.asarray(out.targets),
+        classes=np.asarray(out.classes),
+        **lr,
         **extra,
         **{name: np.asarray(value) for name, value in out.arrays.items()},
     )
@@ -579,6 +605,9 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
         "ipc": config.settings.ipc,
         "images": int(out.images.shape[0]),
         **result.summary(),
+        "eval_net": config.eval_nets[0],
+        "networks": cross_arch.summaries(results),
+        "eval_width_scale": config.eval_width_scale,
         **extra,
         "iterations": int(state.iteration),
         "skipped_updates": int(state.skipped),
@@ -586,4 +615,6 @@ def _evaluate_and_report(config, data: Prepared, model, state, history, record, 
         **train,
     }
     run.write_json("summary.json", summary)
+    if len(results) > 1:
+        cross_arch.write_table(run, summary)
     return summary, run

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdd import parallel, training
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 from jaxdd.ops.train import Preprocess, TrainConfig
 
 
@@ -149,7 +149,7 @@ def train_and_evaluate(
     """Trains ``num_seeds × len(lrs)`` fresh networks on (x, targets) and tests them.
 
     Args:
-      model: the network (`make_convnet`).
+      model: the network (`make_convnet`, `jaxdd.models.zoo.make_network`).
       x: ``[N, H, W, C]`` training images (float, or mapped by `preprocess`).
       targets: ``[N, num_classes]`` float targets (one-hot, soft, or MSE labels).
       x_test, y_test: ``[M, H, W, C]`` clean test images and ``[M] int`` labels.
@@ -181,12 +181,11 @@ def train_and_evaluate(
     initial = runner.init(keys, lr_axis)
     x_test, y_test = parallel.replicate((x_test, y_test), runner.mesh)
     history: list[dict] = []
-    params = None
+    state = initial
     for epoch, state, loss in runner.run(
         initial, period=eval_every, progress=progress, label=label
     ):
-        params = state.params
-        acc = np.asarray(runner.test_accuracy(params, x_test, y_test))
+        acc = np.asarray(runner.test_accuracy(state.params, state.stats, x_test, y_test))
         acc = acc.reshape(len(lrs), -1)
         entry = {"epoch": epoch, "train_loss": loss, "test_accuracy": acc.tolist()}
         history.append(entry)
@@ -195,6 +194,7 @@ def train_and_evaluate(
     val = None
     if validation is not None:
         x_val, y_val = parallel.replicate(tuple(validation), runner.mesh)
-        val = np.asarray(runner.test_accuracy(params, x_val, y_val)).reshape(len(lrs), -1)
+        val = runner.test_accuracy(state.params, state.stats, x_val, y_val)
+        val = np.asarray(val).reshape(len(lrs), -1)
     result = EvalResult(np.asarray(history[-1]["test_accuracy"]), lrs, history, val)
-    return result, params
+    return result, state.params

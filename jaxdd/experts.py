@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 from jaxdd.ops.dsa import FAMILIES, Family
 from jaxdd.ops.train import Preprocess, TrainConfig
 from jaxdd.training import Runner

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdd import parallel
-from jaxdd.models.convnet import Model
+from jaxdd.models.base import Model
 from jaxdd.ops import loops
 from jaxdd.ops.train import (
     Preprocess,
@@ -55,15 +55,21 @@ def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths
 
         return loops.scan(body, state, start + jnp.arange(chunk))
 
-    def test_accuracy(params, x_test, y_test):
+    def test_accuracy(params, stats, x_test, y_test):
         return accuracy(
-            model, params, x_test, y_test, batch_size=config.eval_batch, preprocess=preprocess
+            model,
+            params,
+            x_test,
+            y_test,
+            batch_size=config.eval_batch,
+            preprocess=preprocess,
+            stats=stats,
         )
 
     init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
     axes = (0, None, None, None, 0 if per_run else None, None)
     run_chunk = parallel.map_runs(run, axes, vectorize=vectorize, donate=(0,))
-    test_acc = parallel.map_runs(test_accuracy, (0, None, None), vectorize=vectorize)
+    test_acc = parallel.map_runs(test_accuracy, (0, 0, None, None), vectorize=vectorize)
     return init, run_chunk, test_acc
 
 

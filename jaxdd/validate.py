@@ -73,6 +73,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         noise_seed=NON_NEGATIVE,
         width=COUNT,
         depth=COUNT,
+        eval_width_scale=POSITIVE,
         max_train=COUNT,
         val_fraction=VALIDATION,
         checkpoint_every=COUNT,

@@ -15,7 +15,7 @@ from jaxdd import cli
 from jaxdd import config as cfg
 from jaxdd.data.noise import make_noisy
 from jaxdd.data.registry import load_dataset
-from jaxdd.distill import _check
+from jaxdd.distill import check_config
 from jaxdd.errors import DataUnavailableError
 from jaxdd.validate import check_data
 
@@ -112,7 +112,7 @@ def test_readme_commands_run_as_written(argv, capsys):
     command = cli._distill_config if args.command == "distill" else cli._baseline_config
     config = command(args)
     if args.command == "distill":
-        _check(config)
+        check_config(config)
     if config.dataset.startswith("npz:"):
         return  # the reader's own file
     try:

@@ -10,7 +10,7 @@ import pytest
 from jaxdd import config as cfg
 from jaxdd import validate
 from jaxdd.baselines import BaselineConfig
-from jaxdd.distill import DistillConfig, _check
+from jaxdd.distill import DistillConfig, check_config
 from jaxdd.errors import ConfigError
 from jaxdd.evaluate import EvalResult
 from jaxdd.trust.dual import TADConfig
@@ -170,11 +170,11 @@ def test_tree_check_refuses_wrong_types_and_out_of_range_values():
 def test_linked_settings_that_disagree_are_refused():
     no_dsa = dataclasses.replace(DistillConfig().experts, dsa=False)
     with pytest.raises(ConfigError) as err:
-        _check(DistillConfig(experts=no_dsa))
+        check_config(DistillConfig(experts=no_dsa))
     assert "datm.dsa=true, experts.dsa=false, eval.dsa=true disagree" in str(err.value)
     lr = dataclasses.replace(DistillConfig().experts, lr=0.02)
     with pytest.raises(ConfigError, match="datm.lr_teacher=0.01, experts.lr=0.02 disagree"):
-        _check(DistillConfig(experts=lr))
+        check_config(DistillConfig(experts=lr))
 
 
 def test_eval_result_mean_needs_a_single_learning_rate():
@@ -187,3 +187,20 @@ def test_eval_result_mean_needs_a_single_learning_rate():
             getattr(two, name)
     with pytest.raises(ValueError, match="no networks were trained at lr 0.1"):
         two.at_lr(0.1)
+
+
+def test_a_config_written_as_json_reads_back_equal(tmp_path):
+    from jaxdd import report
+
+    config = DistillConfig(
+        noise="asymmetric:0.4",
+        trust=TADConfig(kappa=0.8),
+        eval_nets=("convnet", "resnet18bn"),
+        eval=dataclasses.replace(DistillConfig().eval, lr_milestones=(0.5, 0.75)),
+        datm=dataclasses.replace(DistillConfig().datm, threshold=math.inf),
+    )
+    run = report.RunDir.at(tmp_path)
+    run.write_json("config.json", config)
+    assert cfg.from_jsonable(DistillConfig, run.read_json("config.json")) == config
+    with pytest.raises(ConfigError, match="another version"):
+        cfg.from_jsonable(DistillConfig, {"no_such_setting": 1})

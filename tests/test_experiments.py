@@ -3,7 +3,7 @@ import pathlib
 import pytest
 
 from jaxdd import cli
-from jaxdd.distill import _check
+from jaxdd.distill import check_config
 
 FILE = pathlib.Path(__file__).parents[1] / "experiments" / "datm.py"
 NAMES = [
@@ -14,7 +14,7 @@ NAMES = [
 @pytest.mark.parametrize("name", NAMES)
 def test_every_table_row_loads_and_is_consistent(name):
     config = cli._load_config_file(f"{FILE}:{name}")
-    _check(config)
+    check_config(config)
     assert config.datm.max_start_epoch - 1 + config.datm.expert_epochs <= config.experts.epochs
     assert config.datm.iterations == 10000
 
@@ -57,7 +57,7 @@ DANCE_NAMES = [
 @pytest.mark.parametrize("name", DANCE_NAMES)
 def test_every_dance_and_dm_row_loads_and_is_consistent(name):
     config = cli._load_config_file(f"{DANCE_FILE}:{name}")
-    _check(config)
+    check_config(config)
     assert config.depth == 3
     ipc = int(name.rsplit("ipc", 1)[1])
     assert config.settings.ipc == ipc
@@ -84,7 +84,7 @@ CPU_FILE = FILE.with_name("fashion_mnist_cpu.py")
 @pytest.mark.parametrize("name", ["datm-ipc10", "dm-ipc10", "dance-ipc10", "rcig-ipc10"])
 def test_reduced_cpu_configs_load_and_check(name):
     config = cli._load_config_file(f"{CPU_FILE}:{name}")
-    _check(config)
+    check_config(config)
     assert config.dataset == "fashion_mnist" and config.max_train == 10000 and config.width == 32
 
 
@@ -98,7 +98,7 @@ RCIG_FILE = FILE.with_name("rcig.py")
 )
 def test_every_rcig_row_loads_and_trains_the_references_2000_steps(name):
     config = cli._load_config_file(f"{RCIG_FILE}:{name}")
-    _check(config)
+    check_config(config)
     r = config.rcig
     assert config.method == "rcig" and r.iterations == 10000 and r.batch_real == 1024
     assert config.eval.optimizer == "adam" and config.eval.loss == "mse"

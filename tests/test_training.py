@@ -1,4 +1,5 @@
-"""The runs driver: the vectorised (accelerator) path on CPU, donation, DSA under vmap."""
+"""The runs driver: the vectorised (accelerator) path on CPU, donation, DSA under vmap,
+batch-norm statistics in the state."""
 
 import dataclasses
 import logging
@@ -9,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdd.models.convnet import ConvNetSpec, make_convnet
+from jaxdd.models.zoo import make_network, network_spec
 from jaxdd.ops.losses import one_hot
-from jaxdd.ops.train import TrainConfig, init_state, make_train_step
+from jaxdd.ops.train import TrainConfig, batch_indices, init_state, make_train_step
 from jaxdd.training import Runner
 
 MODEL = make_convnet(ConvNetSpec(10, (8, 8, 1), width=4, depth=2))
@@ -121,3 +123,47 @@ def test_per_run_targets_train_each_run_on_its_own_set(digits):
         for r in range(2):
             mine = jax.tree.map(lambda leaf, r=r: leaf[r : r + 1], together)
             chex.assert_trees_all_close(mine, alone[r], rtol=2e-4, atol=2e-5)
+
+
+# A batch-normalised network (VGG-11BN at 1/16 width on 28 px): 40 images in batches of 16,
+# so every pass ends on a partial, padded batch whose padding must not touch the statistics.
+BN_MODEL = make_network(network_spec("vgg11bn", 10, (28, 28, 1), width_scale=1 / 16))
+BN_CONFIG = TrainConfig(epochs=2, batch_size=16, lr_milestones=(), dsa=False, num_seeds=2)
+
+
+def _bn_runner(vectorize):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 28, 28, 1)).astype(np.float32)
+    return Runner(BN_MODEL, x, one_hot(rng.integers(0, 10, 40), 10), BN_CONFIG, vectorize=vectorize)
+
+
+def test_batch_norm_statistics_ride_in_the_state_vmapped_as_looped_and_resume_exactly():
+    finals = []
+    for vectorize in (True, False):
+        runner = _bn_runner(vectorize)
+        initial = runner.init(*_keys())
+        kept = [s for _, s, _ in runner.run(initial, period=1, progress=False)]
+        finals.append(kept[-1])
+        resumed = list(_bn_runner(vectorize).run(kept[0], start_epoch=1, progress=False))[-1][1]
+        chex.assert_trees_all_equal(resumed.stats, kept[-1].stats)
+        chex.assert_trees_all_equal(resumed.params, kept[-1].params)
+    chex.assert_trees_all_close(finals[0].stats, finals[1].stats, rtol=2e-4, atol=2e-5)
+    chex.assert_trees_all_close(finals[0].params, finals[1].params, rtol=2e-4, atol=2e-5)
+    mean = finals[0].stats["layers"][0]["norm"]["mean"]
+    assert mean.shape == (2, 4) and not np.allclose(mean[0], mean[1])  # one per seed
+    assert not np.allclose(mean, 0)  # moved from the initial statistics
+
+
+def test_padding_rows_leave_the_running_statistics_alone():
+    x = jax.random.normal(jax.random.key(0), (12, 28, 28, 1))
+    targets = one_hot(jnp.arange(12) % 10, 10)
+    config = dataclasses.replace(BN_CONFIG, batch_size=8)  # the 2nd step: 4 images + 4 padding
+    step = jax.jit(make_train_step(BN_MODEL, config, total_steps=2))
+    state = init_state(BN_MODEL, config, 0.0, key=jax.random.key(1))
+    new, _ = step(state, 1, x, targets)
+    order_key, _ = jax.random.split(state.key)
+    idx = np.asarray(batch_indices(order_key, 1, 12, 8, drop_last=False))
+    assert (idx < 0).sum() == 4
+    valid = x[idx[idx >= 0]]
+    _, expected = jax.jit(BN_MODEL.apply_train)(state.params, state.stats, valid, None)
+    chex.assert_trees_all_close(new.stats, expected, rtol=1e-5, atol=1e-6)

@@ -32,7 +32,7 @@ from jaxdd import evaluate, parallel, rng
 from jaxdd.errors import ConfigError
 from jaxdd.experts import ExpertConfig
 from jaxdd.methods import base, dm
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 from jaxdd.ops import dsa as dsa_lib
 from jaxdd.ops import loops
 from jaxdd.ops.losses import soft_cross_entropy

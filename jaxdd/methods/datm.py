@@ -39,7 +39,7 @@ from jaxdd.errors import ConfigError
 from jaxdd.experts import snapshot
 from jaxdd.methods import base
 from jaxdd.methods.datm_init import initialise
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 from jaxdd.ops import dsa as dsa_lib
 from jaxdd.ops import loops
 from jaxdd.ops.losses import soft_cross_entropy

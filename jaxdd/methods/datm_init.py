@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 
 _CANDIDATES_PER_IMAGE = 16
 

@@ -36,7 +36,7 @@ import optax
 
 from jaxdd import parallel, rng
 from jaxdd.methods import base
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params
 from jaxdd.ops import dsa as dsa_lib
 
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from jaxdd.errors import ConfigError
+from jaxdd.models.base import Model, Params, stateless_model
+from jaxdd.models.layers import torch_init
 
-Params = dict
+__all__ = ["ConvNet", "ConvNetSpec", "Model", "Params", "depth_for", "init_many", "make_convnet"]
 Norm = Literal["instance", "none"]
 Activation = Literal["relu", "softplus"]
 
@@ -93,24 +94,11 @@ def depth_for(image_size: int) -> int:
     return 4 if image_size <= 64 else 5
 
 
-def _torch_like_init(fan_in: int):
-    """PyTorch's default Conv/Linear init, which the published numbers used.
-
-    Weights U(±1/√fan_in) (kaiming-uniform with a=√5) and bias U(±1/√fan_in).
-    """
-    bound = 1.0 / math.sqrt(fan_in)
-
-    def init(key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return init
-
-
 def _initializers(spec: ConvNetSpec, fan_in: int) -> dict:
     """``kernel_init`` and ``bias_init`` of a layer under `spec.init`."""
     if spec.init == "lecun":
         return {"kernel_init": nnx.initializers.lecun_normal(), "bias_init": nnx.initializers.zeros}
-    init = _torch_like_init(fan_in)
+    init = torch_init(fan_in)
     return {"kernel_init": init, "bias_init": init}
 
 
@@ -166,22 +154,6 @@ class ConvNet(nnx.Module):
         return self.head(self.features(x))
 
 
-class Model(NamedTuple):
-    """A network as pure functions over a parameter pytree.
-
-    Attributes:
-      init: ``key → params``; vmappable over keys.
-      apply: ``(params, x [N, H, W, C]) → logits [N, num_classes]``.
-      features: ``(params, x) → φ [N, feature_dim]``.
-      spec: the architecture it was built from.
-    """
-
-    init: Callable[[jax.Array], Params]
-    apply: Callable[[Params, jax.Array], jax.Array]
-    features: Callable[[Params, jax.Array], jax.Array]
-    spec: ConvNetSpec
-
-
 @functools.lru_cache(maxsize=64)
 def make_convnet(spec: ConvNetSpec) -> Model:
     """Converts the NNX ConvNet of `spec` into a `Model` of pure functions.
@@ -207,7 +179,7 @@ def make_convnet(spec: ConvNetSpec) -> Model:
     def features(params: Params, x: jax.Array) -> jax.Array:
         return nnx.merge(graphdef, params).features(x)
 
-    return Model(init, apply, features, spec)
+    return stateless_model(init, apply, features, spec)
 
 
 def init_many(model: Model, num: int, *, key: jax.Array) -> Params:

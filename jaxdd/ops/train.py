@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdd.models.convnet import Model, Params
+from jaxdd.models.base import Model, Params, Stats
 from jaxdd.ops import cutmix as cutmix_lib
 from jaxdd.ops import dsa as dsa_lib
 from jaxdd.ops.losses import LOSSES
@@ -96,12 +96,17 @@ _CUTMIX_STREAM = 2
 
 
 class TrainState(NamedTuple):
-    """State of ONE network in training; drivers stack it over seeds/lrs."""
+    """State of ONE network in training; drivers stack it over seeds/lrs.
+
+    `stats` holds the network's running statistics (batch norm), ``{}`` for
+    networks without: updated by each training step, read by evaluation.
+    """
 
     params: Params
     opt_state: optax.OptState
     lr: jax.Array  # scalar base learning rate
     key: jax.Array  # data order + augmentation randomness
+    stats: Stats = {}
 
 
 def batch_geometry(
@@ -148,7 +153,7 @@ def init_state(model: Model, config: TrainConfig, lr: jax.Array, *, key: jax.Arr
     init_key, run_key = jax.random.split(key)
     params = model.init(init_key)
     opt_state = _gradient_transform(config).init(params)
-    return TrainState(params, opt_state, jnp.asarray(lr, jnp.float32), run_key)
+    return TrainState(params, opt_state, jnp.asarray(lr, jnp.float32), run_key, model.init_stats())
 
 
 def batch_indices(
@@ -188,13 +193,14 @@ def gsam_gradient(
     guarding the norms (1e-12) are the reference implementation's.
 
     Args:
-      loss_and_grad: ``params → (loss, grads)`` on one fixed batch.
+      loss_and_grad: ``params → (value, grads)`` on one fixed batch; `value`
+        is the loss, or ``(loss, aux)`` (e.g. updated batch-norm statistics).
       params: θ.
       rho: ρ, the perturbation radius (constant: the references' ρ_min = ρ_max).
       alpha: α.
 
     Returns:
-      ``(L(θ), direction)``: the loss at the unperturbed θ and a pytree like θ.
+      ``(value(θ), direction)``: the value at the unperturbed θ and a pytree like θ.
     """
     eps = 1e-12
     loss, grad = loss_and_grad(params)
@@ -236,20 +242,20 @@ def make_train_step(
             xb, key=jax.random.fold_in(key, view), config=augmentation, family_key=family_key
         )
 
-    def batch_loss(params, xb, tb, mask, key, family_key):
+    def batch_loss(params, stats, xb, tb, mask, key, family_key):
         view = augment(xb, key, family_key, 0) if config.dsa else xb
         if config.cutmix:
             mix_key = jax.random.fold_in(key, _CUTMIX_STREAM)
             view, tb = cutmix_lib.cutmix(
                 view, tb, key=mix_key, prob=config.cutmix, beta=config.cutmix_beta
             )
-        logits = model.apply(params, view)
+        logits, new_stats = model.apply_train(params, stats, view, mask)
         loss = loss_fn(logits, tb, mask)
         if config.consistency:
-            other = model.apply(params, augment(xb, key, family_key, 1))
+            other, _ = model.apply_train(params, stats, augment(xb, key, family_key, 1), mask)
             gap = jnp.sum(jnp.square(jax.nn.softmax(logits) - jax.nn.softmax(other)), axis=-1)
             loss = loss + config.consistency * jnp.sum(gap * mask) / jnp.sum(mask)
-        return loss
+        return loss, new_stats
 
     def step(state: TrainState, i: jax.Array, x: jax.Array, targets: jax.Array, family_key=None):
         order_key, aug_key = jax.random.split(state.key)
@@ -264,18 +270,20 @@ def make_train_step(
             family_key = jax.random.fold_in(family_key, i)
 
         def loss_and_grad(params):
-            return jax.value_and_grad(batch_loss)(params, xb, tb, mask, key, family_key)
+            return jax.value_and_grad(batch_loss, has_aux=True)(
+                params, state.stats, xb, tb, mask, key, family_key
+            )
 
         if config.sam_rho > 0:
-            loss, grads = gsam_gradient(
+            (loss, stats), grads = gsam_gradient(
                 loss_and_grad, state.params, rho=config.sam_rho, alpha=config.sam_alpha
             )
         else:
-            loss, grads = loss_and_grad(state.params)
+            (loss, stats), grads = loss_and_grad(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         scale = -state.lr * lr_factor(config, i, total_steps)
         params = jax.tree.map(lambda p, u: p + scale * u, state.params, updates)
-        return state._replace(params=params, opt_state=opt_state), loss
+        return state._replace(params=params, opt_state=opt_state, stats=stats), loss
 
     return step
 
@@ -288,8 +296,14 @@ def accuracy(
     *,
     batch_size: int,
     preprocess: Preprocess | None = None,
+    stats: Stats | None = None,
 ) -> jax.Array:
-    """Top-1 accuracy of one network on ``x [M, H, W, C]``, ``y [M] int``; scalar."""
+    """Top-1 accuracy of one network on ``x [M, H, W, C]``, ``y [M] int``; scalar.
+
+    The network runs in eval mode, on its running statistics `stats`
+    (default: its initial ones; no effect on a network without batch norm).
+    """
+    stats = model.init_stats() if stats is None else stats
     m = x.shape[0]
     nb = -(-m // batch_size)
     pad = nb * batch_size - m
@@ -299,6 +313,6 @@ def accuracy(
     def correct(batch):
         xb, yb = batch
         xb = preprocess(xb) if preprocess is not None else xb
-        return jnp.sum(jnp.argmax(model.apply(params, xb), -1) == yb)
+        return jnp.sum(jnp.argmax(model.apply_eval(params, stats, xb), -1) == yb)
 
     return jnp.sum(jax.lax.map(correct, (xs, ys))) / m
