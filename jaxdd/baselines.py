@@ -13,8 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-from jaxdd import evaluate, report, rng, validate
+from jaxdd import cross_arch, evaluate, report, rng, validate
 from jaxdd.errors import ConfigError
+from jaxdd.models.zoo import EvalNet
 from jaxdd.ops.train import TrainConfig
 from jaxdd.prepare import prepare_for
 from jaxdd.trust.dual import TADConfig
@@ -32,6 +33,11 @@ class BaselineConfig:
       ipc: images per class for ``random``.
       width: ConvNet width.
       depth: ConvNet depth (None: `depth_for` the image size).
+      eval_nets: the networks trained (``convnet``: the ConvNet above; the
+        references' AlexNet / VGG-11 / ResNet-18 variants, `jaxdd.models.zoo`);
+        the summary's top-level accuracy is the first one's, every one's is
+        under ``networks``.
+      eval_width_scale: factor on the channels of the non-ConvNet networks.
       train: the training protocol of the evaluated networks.
       eval_every: test every this many epochs (curves, best epoch).
       max_train: use a stratified subset of this many training images
@@ -52,6 +58,8 @@ class BaselineConfig:
     ipc: int = 10
     width: int = 128
     depth: int | None = None
+    eval_nets: tuple[EvalNet, ...] = ("convnet",)
+    eval_width_scale: float = 1.0
     train: TrainConfig = TrainConfig()
     eval_every: int | None = None
     max_train: int | None = None
@@ -65,7 +73,8 @@ class BaselineConfig:
         """The settings this run ignores as configured: dotted path -> why."""
         unused = {} if self.kind == "random" else {"ipc": "only --kind random takes a subset"}
         trust = validate.trust_unused(self.trust)
-        return unused | trust | validate.train_unused(self.train, "train")
+        nets = validate.eval_nets_unused(self.eval_nets)
+        return unused | trust | nets | validate.train_unused(self.train, "train")
 
 
 def validate_run(
@@ -79,6 +88,7 @@ def validate_run(
     is created.
     """
     validate.check_tree(config, label=label)
+    validate.check_eval_nets(config.eval_nets, label=label)
     validate.check_data(
         config.dataset,
         config.noise,
@@ -138,18 +148,19 @@ def run_baseline(
         keep = pool[random_subset(data.labels[pool], config.ipc, ds.num_classes, seed=picks)]
     elif config.kind != "erm":
         raise ConfigError(f"unknown baseline kind {config.kind!r}: use erm or random")
-    result, _ = evaluate.train_and_evaluate(
-        data.model(config.width, config.depth),
+    models = cross_arch.networks(
+        config.eval_nets, data.spec(config.width, config.depth), config.eval_width_scale
+    )
+    results = cross_arch.evaluate_networks(
+        models,
         data.x[keep],
         data.targets(keep, weighted=config.kind == "erm"),
-        data.space.encode(ds.x_test),
-        ds.y_test,
+        data,
         config.train,
         key=rng.stream(config.seed, "baseline"),
         eval_every=config.eval_every,
         progress=progress,
-        on_eval=lambda entry: run.log(event="eval", **entry),
-        validation=data.validation,
+        on_eval=lambda name, entry: run.log(event="eval", network=name, **entry),
     )
     idx, labels = data.idx[keep], data.labels[keep]
     report.save_image_grid(
@@ -160,8 +171,11 @@ def run_baseline(
         clean_labels=ds.y_train[idx],
         title=f"{config.kind} training set ({config.noise}; red = mislabelled)",
     )
-    summary = _summary(config, ds, data.noisy, idx, labels, result)
+    summary = _summary(config, ds, data.noisy, idx, labels, results[config.eval_nets[0]])
+    summary["networks"] = cross_arch.summaries(results, config.eval_width_scale)
     run.write_json("summary.json", summary)
+    if len(results) > 1:
+        cross_arch.write_table(run, summary)
     return summary, run
 
 

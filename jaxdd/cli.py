@@ -90,6 +90,8 @@ BASELINE_ALIASES = (
     Alias("--seeds", "train.num_seeds"),
     Alias("--dsa", "train.dsa", switch=True),
     Alias("--eval-every", "eval_every"),
+    Alias("--eval-nets", "eval_nets"),
+    Alias("--eval-width-scale", "eval_width_scale"),
 )
 # Paths set by a dedicated flag rather than --set: path -> that flag.
 _TRUST_HOW = "--trust tad|small-loss|none"

@@ -16,6 +16,7 @@ import pathlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
+import jax
 import numpy as np
 
 from jaxdd import evaluate, report, rng
@@ -54,7 +55,8 @@ def evaluate_networks(
     data: Prepared,
     config: TrainConfig,
     *,
-    seed: int,
+    key: jax.Array,
+    eval_every: int | None = None,
     progress: bool = True,
     on_eval: Callable[[str, dict], None] | None = None,
 ) -> dict[str, evaluate.EvalResult]:
@@ -67,7 +69,9 @@ def evaluate_networks(
       data: what was distilled from: its clean test set, pixel space and
         noisy validation split.
       config: the evaluation protocol (with the learned lr, where there is one).
-      seed: the run's seed; every network is seeded by its evaluation stream.
+      key: seeds every network's runs (the same key for each network, so a
+        network's numbers do not depend on which others are evaluated).
+      eval_every: also test every this many epochs.
       progress: show progress bars.
       on_eval: called with (name, history entry) at each evaluation point.
 
@@ -85,7 +89,8 @@ def evaluate_networks(
             x_test,
             ds.y_test,
             config,
-            key=rng.stream(seed, "eval"),
+            key=key,
+            eval_every=eval_every,
             progress=progress,
             on_eval=None if on_eval is None else (lambda e, n=name: on_eval(n, e)),
             label=f"evaluate {name}",
@@ -94,33 +99,43 @@ def evaluate_networks(
     return results
 
 
-def summaries(results: Mapping[str, evaluate.EvalResult]) -> dict[str, dict]:
-    """name → the result's summary fields (``accuracy_mean``, ``accuracies``, …)."""
-    return {name: result.summary() for name, result in results.items()}
+def summaries(
+    results: Mapping[str, evaluate.EvalResult], width_scale: float = 1.0
+) -> dict[str, dict]:
+    """name → the result's summary fields (``accuracy_mean``, ``accuracies``, …).
+
+    A non-ConvNet network's entry also says its ``width_scale``.
+    """
+    out = {}
+    for name, result in results.items():
+        scale = {} if name == "convnet" else {"width_scale": width_scale}
+        out[name] = {**result.summary(), **scale}
+    return out
 
 
-def table(networks_summary: Mapping[str, dict], width_scale: float = 1.0) -> str:
+def table(networks_summary: Mapping[str, dict]) -> str:
     """A Markdown table: one row per network, final clean-test accuracy mean ± std."""
     rows = []
     for name, fields in networks_summary.items():
-        row = {"network": name, "test accuracy (%)": report.mean_std(fields["accuracies"])}
+        scale = fields.get("width_scale", 1.0)
+        row = {
+            "network": name,
+            "channels": "run's" if name == "convnet" else f"{scale:g}x reference",
+            "test accuracy (%)": report.mean_std(fields["accuracies"]),
+            "seeds": len(fields["accuracies"]),
+        }
         if "val_accuracies" in fields:
             row["noisy-val accuracy (%)"] = report.mean_std(fields["val_accuracies"])
-        row["seeds"] = len(fields["accuracies"])
         rows.append(row)
-    columns = ["network", "test accuracy (%)"]
+    columns = ["network", "channels", "test accuracy (%)"]
     if any("noisy-val accuracy (%)" in r for r in rows):
         columns.append("noisy-val accuracy (%)")
-    note = ""
-    if width_scale != 1 and any(name != "convnet" for name in networks_summary):
-        note = f"\n\nNon-ConvNet networks at {width_scale:g}x the references' channels."
-    return report.format_table(rows, [*columns, "seeds"]) + note
+    return report.format_table(rows, [*columns, "seeds"])
 
 
 def write_table(run: report.RunDir, summary: Mapping) -> None:
     """Writes `TABLE_FILE` from the ``networks`` of a run's summary."""
-    text = table(summary["networks"], summary.get("eval_width_scale", 1.0))
-    (run.path / TABLE_FILE).write_text(text + "\n")
+    (run.path / TABLE_FILE).write_text(table(summary["networks"]) + "\n")
 
 
 def evaluate_run(
@@ -179,16 +194,15 @@ def evaluate_run(
             saved["targets"],
             data,
             eval_cfg,
-            seed=config.seed,
+            key=rng.stream(config.seed, "eval"),
             progress=progress,
         )
         summary = run.read_json("summary.json")
-        fresh = summaries(results)
+        fresh = summaries(results, config.eval_width_scale)
         summary["networks"] = {**summary.get("networks", {}), **fresh}
-        summary["eval_width_scale"] = config.eval_width_scale
         run.write_json("summary.json", summary)
         write_table(run, summary)
-    print(table(fresh, config.eval_width_scale), file=sys.stderr, flush=True)
+    print(table(fresh), file=sys.stderr, flush=True)
     return fresh
 
 

@@ -122,15 +122,8 @@ class DistillConfig:
             | method.unused(self)
             | validate.trust_unused(self.trust)
             | validate.train_unused(self.eval, "eval")
-            | _eval_nets_unused(self.eval_nets)
+            | validate.eval_nets_unused(self.eval_nets)
         )
-
-
-def _eval_nets_unused(nets: tuple[str, ...]) -> dict[str, str]:
-    """``eval_width_scale`` when no evaluation network but the ConvNet is asked for."""
-    if all(net == "convnet" for net in nets):
-        return {"eval_width_scale": "it scales the non-ConvNet --eval-nets, and there are none"}
-    return {}
 
 
 def method_defaults(method: str) -> DistillConfig:
@@ -148,12 +141,7 @@ def check_config(config: DistillConfig, *, label: validate.Label = validate.plai
     validate.check_tree(config, label=label)
     base.get_method(config.method).check(config, label)
     validate.check_links(config, label=label)
-    nets = config.eval_nets
-    if not nets or len(set(nets)) < len(nets):
-        raise ConfigError(
-            f"{label('eval_nets')} must name each evaluation network once, got "
-            f"{','.join(nets) or '()'}"
-        )
+    validate.check_eval_nets(config.eval_nets, label=label)
 
 
 def validate_run(
@@ -565,7 +553,7 @@ def _evaluate_and_report(config, data: Prepared, models, state, history, record,
         out.targets,
         data,
         eval_cfg,
-        seed=config.seed,
+        key=rng.stream(config.seed, "eval"),
         progress=progress,
         on_eval=lambda name, e: run.log(event="eval", network=name, **e),
     )
@@ -606,8 +594,7 @@ def _evaluate_and_report(config, data: Prepared, models, state, history, record,
         "images": int(out.images.shape[0]),
         **result.summary(),
         "eval_net": config.eval_nets[0],
-        "networks": cross_arch.summaries(results),
-        "eval_width_scale": config.eval_width_scale,
+        "networks": cross_arch.summaries(results, config.eval_width_scale),
         **extra,
         "iterations": int(state.iteration),
         "skipped_updates": int(state.skipped),

@@ -84,6 +84,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         ipc=COUNT,
         width=COUNT,
         depth=COUNT,
+        eval_width_scale=POSITIVE,
         eval_every=COUNT,
         max_train=COUNT,
         val_fraction=VALIDATION,
@@ -346,3 +347,19 @@ def train_unused(train: Any, prefix: str) -> dict[str, str]:
     why = f"Adam follows warmup + cosine, without momentum ({prefix}.optimizer=adam)"
     names = ("momentum", "lr_milestones", "lr_gamma")
     return unused | {f"{prefix}.{name}": why for name in names}
+
+
+def check_eval_nets(nets: tuple[str, ...], *, label: Label = plain) -> None:
+    """At least one evaluation network, each named once."""
+    if not nets or len(set(nets)) < len(nets):
+        raise ConfigError(
+            f"{label('eval_nets')} must name each evaluation network once, got "
+            f"{','.join(nets) or '()'}"
+        )
+
+
+def eval_nets_unused(nets: tuple[str, ...]) -> dict[str, str]:
+    """``eval_width_scale`` when no evaluation network but the ConvNet is asked for."""
+    if all(net == "convnet" for net in nets):
+        return {"eval_width_scale": "it scales the non-ConvNet --eval-nets, and there are none"}
+    return {}

@@ -88,3 +88,27 @@ def test_a_noisy_validation_column_appears_when_any_row_has_one(tmp_path):
     column = header.index("noisy-validation accuracy (%)")
     cells = {line.split("|")[1].strip(): line.split("|")[column].strip() for line in lines[1:]}
     assert cells == {"DATM on noisy data": "", "TAD + DATM": "51.00 ± 1.00"}
+
+
+def test_cross_architecture_table_has_a_column_per_network_and_marks_gaps(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "cross_arch_table", FILE.with_name("cross_arch_table.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    both = {
+        "accuracies": [0.7, 0.8],
+        "networks": {
+            "convnet": {"accuracies": [0.7, 0.8]},
+            "vgg11": {"accuracies": [0.5, 0.6], "width_scale": 0.125},
+        },
+    }
+    _run(tmp_path / "a", both, [])
+    _run(tmp_path / "b" / "baseline-random-x", {"networks": {"convnet": {"accuracies": [0.4]}}}, [])
+    rows = [("DM", "clean", tmp_path / "a"), ("random", "clean", tmp_path / "b")]
+    rows.append(("missing", "clean", tmp_path / "nothing"))
+    lines = module.table(rows).splitlines()
+    assert lines[0] == "| set | noise | convnet | vgg11 (0.125x) |"
+    assert lines[2] == "| DM | clean | 75.00 ± 5.00 | 55.00 ± 5.00 |"
+    assert lines[3] == "| random | clean | 40.00 ± 0.00 | — |"
+    assert len(lines) == 4
