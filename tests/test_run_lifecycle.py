@@ -347,7 +347,7 @@ def test_signals_checkpoint_and_the_resumed_run_equals_an_uninterrupted_one(
         run_distill(TINY, run_dir=str(path), experts_dir=str(experts_dir), progress=False)
 
     straight, resumed = distilled(finished), distilled(path)
-    assert sorted(resumed) == ["images", "labels", "syn_lr"]
+    assert sorted(resumed) == ["classes", "eval_lr", "images", "labels", "syn_lr", "targets"]
     for name, array in straight.items():
         np.testing.assert_array_equal(resumed[name], array)
     assert [e["iteration"] for e in events(path, "distill")] == [1, 2, 3, 4, 5, 6]

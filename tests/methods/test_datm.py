@@ -8,7 +8,8 @@ import pytest
 from jaxdd.experts import snapshot
 from jaxdd.methods import datm
 from jaxdd.methods.datm_init import expert_label_logits
-from jaxdd.models.convnet import ConvNetSpec, Model, make_convnet
+from jaxdd.models.base import stateless_model
+from jaxdd.models.convnet import ConvNetSpec, make_convnet
 
 MODEL = make_convnet(ConvNetSpec(3, (6, 6, 1), width=4, depth=1))
 TINY = datm.DATMConfig(ipc=2, syn_steps=3, dsa=False, soft_labels=True)
@@ -197,7 +198,9 @@ def test_hard_labels_stay_fixed():
 
 
 def test_soft_label_init_averages_only_experts_that_are_right():
-    fake = Model(None, lambda p, x: jnp.broadcast_to(p["logits"], (x.shape[0], 3)), None, None)
+    fake = stateless_model(
+        None, lambda p, x: jnp.broadcast_to(p["logits"], (x.shape[0], 3)), None, None
+    )
     finals = np.array([[5.0, 0, 0], [0, 5.0, 0], [4.0, 1.0, 0]])  # experts' final logits
     traj = {"logits": np.stack([np.zeros_like(finals), finals], axis=1)}  # [E, T+1, C]
     got = expert_label_logits(fake, traj, np.zeros((3, 2, 2, 1)), np.array([0, 1, 2]))

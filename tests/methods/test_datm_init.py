@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxdd.methods.datm_init import choose_images, initialise
-from jaxdd.models.convnet import Model
+from jaxdd.models.base import stateless_model
 
 C = 3
 
@@ -17,7 +17,7 @@ def _oracle_model():
     def apply(params, x):
         return 10.0 * jax.nn.one_hot(x[:, 0, 0, 0].astype(jnp.int32), C) + params["bias"][None]
 
-    return Model(None, apply, None, None)
+    return stateless_model(None, apply, None, None)
 
 
 def _data(n_per_class=40, wrong_every=2):

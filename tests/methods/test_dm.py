@@ -202,7 +202,8 @@ def test_cli_dm_end_to_end_with_a_trust_split(tmp_path, capsys):
         "distill", "--method", "dm", "--dataset", "digits", "--noise", "symmetric:0.4",
         "--trust", "small-loss", "--width", "4", "--max-train", "300", "--ipc", "2",
         "--iterations", "4", "--eval-epochs", "5", "--seeds", "2", "--checkpoint-every", "2",
-        "--set", "dm.batch_real=16", "--run-dir", str(tmp_path / "run"),
+        "--set", "dm.batch_real=16", "--set", "trust.width=4", "--set", "trust.warmup_steps=40",
+        "--run-dir", str(tmp_path / "run"),
         "--experts-dir", str(tmp_path / "experts"), "--no-progress",
     ]  # fmt: skip
     assert cli.main(argv) == 0
