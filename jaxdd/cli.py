@@ -402,8 +402,27 @@ def _distill_config(args):
         base = method_defaults(args.method or "datm")
     base, overrides = _with_trust(base, args.trust, args.overrides or [])
     field = _method_field(base.method)
+    for o in overrides:
+        _check_method_alias(base, o, field)
     overrides = [dataclasses.replace(o, path=_resolve(o.path, field)) for o in overrides]
     return config_lib.apply(base, overrides, how=_DISTILL_HOW)
+
+
+def _check_method_alias(config, override: config_lib.Override, field: str) -> None:
+    """Refuses a flag of the method's settings (`METHOD`) that the run's method lacks."""
+    if not override.path.startswith(f"{METHOD}."):
+        return
+    name = override.path.removeprefix(f"{METHOD}.")
+    known = set(config_lib.paths(config))
+    if f"{field}.{name}" in known:
+        return
+    from jaxdd.methods import base
+
+    having = [f for f in base.fields() if f"{f}.{name}" in known]
+    raise ConfigError(
+        f"{override.source}: --method {config.method} has no {name} setting "
+        f"(the flag sets {', '.join(f'{f}.{name}' for f in having)} for the methods that have it)"
+    )
 
 
 def _resolve(path: str, field: str | None) -> str:

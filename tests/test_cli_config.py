@@ -179,3 +179,11 @@ def test_val_fraction_is_one_flag_for_both_commands_and_checked_before_work(caps
         ["distill", "--max-train", "100", "--val-fraction", "0.5", "--ipc", "8"], capsys
     )
     assert "images per class" in message
+
+
+def test_a_method_flag_the_method_lacks_names_the_methods_that_have_it(capsys):
+    err = _fails(["distill", "--method", "rcig", "--no-dsa", "--show-config"], capsys)
+    assert err == (
+        "--no-dsa: --method rcig has no dsa setting "
+        "(the flag sets datm.dsa, dm.dsa, dance.dsa for the methods that have it)"
+    )
