@@ -131,10 +131,11 @@ BN_MODEL = make_network(network_spec("vgg11bn", 10, (28, 28, 1), width_scale=1 /
 BN_CONFIG = TrainConfig(epochs=2, batch_size=16, lr_milestones=(), dsa=False, num_seeds=2)
 
 
-def _bn_runner(vectorize):
+def _bn_runner(vectorize, devices=None):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(40, 28, 28, 1)).astype(np.float32)
-    return Runner(BN_MODEL, x, one_hot(rng.integers(0, 10, 40), 10), BN_CONFIG, vectorize=vectorize)
+    targets = one_hot(rng.integers(0, 10, 40), 10)
+    return Runner(BN_MODEL, x, targets, BN_CONFIG, vectorize=vectorize, devices=devices)
 
 
 def test_batch_norm_statistics_ride_in_the_state_vmapped_as_looped_and_resume_exactly():
@@ -152,6 +153,13 @@ def test_batch_norm_statistics_ride_in_the_state_vmapped_as_looped_and_resume_ex
     mean = finals[0].stats["layers"][0]["norm"]["mean"]
     assert mean.shape == (2, 4) and not np.allclose(mean[0], mean[1])  # one per seed
     assert not np.allclose(mean, 0)  # moved from the initial statistics
+    # Sharded like the parameters: each of two devices holds one run's statistics,
+    # and one device computes the same.
+    assert {s.data.shape[0] for s in mean.addressable_shards} == {1}
+    assert len(mean.sharding.device_set) == 2
+    one = _bn_runner(True, jax.devices()[:1])
+    single = list(one.run(one.init(*_keys()), progress=False))[-1][1]
+    chex.assert_trees_all_close(single.stats, finals[0].stats, rtol=2e-4, atol=2e-5)
 
 
 def test_padding_rows_leave_the_running_statistics_alone():
