@@ -139,27 +139,25 @@ def _bn_runner(vectorize, devices=None):
 
 
 def test_batch_norm_statistics_ride_in_the_state_vmapped_as_looped_and_resume_exactly():
+    # Vmapped and sharded over two devices, against looped on one.
     finals = []
-    for vectorize in (True, False):
-        runner = _bn_runner(vectorize)
-        initial = runner.init(*_keys())
+    for vectorize, devices in ((True, None), (False, jax.devices()[:1])):
+        runner = _bn_runner(vectorize, devices)
+        initial = runner.init(_keys()[0], jnp.full((2,), 0.01, jnp.float32))
         kept = [s for _, s, _ in runner.run(initial, period=1, progress=False)]
         finals.append(kept[-1])
-        resumed = list(_bn_runner(vectorize).run(kept[0], start_epoch=1, progress=False))[-1][1]
-        chex.assert_trees_all_equal(resumed.stats, kept[-1].stats)
-        chex.assert_trees_all_equal(resumed.params, kept[-1].params)
-    chex.assert_trees_all_close(finals[0].stats, finals[1].stats, rtol=2e-4, atol=2e-5)
-    chex.assert_trees_all_close(finals[0].params, finals[1].params, rtol=2e-4, atol=2e-5)
+        resumed = list(_bn_runner(vectorize, devices).run(kept[0], start_epoch=1, progress=False))
+        chex.assert_trees_all_equal(resumed[-1][1].stats, kept[-1].stats)
+        chex.assert_trees_all_equal(resumed[-1][1].params, kept[-1].params)
+    # Equal up to float summation order (grouped vs plain convolutions).
+    chex.assert_trees_all_close(finals[0].stats, finals[1].stats, rtol=5e-4, atol=5e-5)
+    chex.assert_trees_all_close(finals[0].params, finals[1].params, rtol=5e-4, atol=5e-5)
     mean = finals[0].stats["layers"][0]["norm"]["mean"]
     assert mean.shape == (2, 4) and not np.allclose(mean[0], mean[1])  # one per seed
     assert not np.allclose(mean, 0)  # moved from the initial statistics
-    # Sharded like the parameters: each of two devices holds one run's statistics,
-    # and one device computes the same.
+    # Sharded like the parameters: each of two devices holds one run's statistics.
     assert {s.data.shape[0] for s in mean.addressable_shards} == {1}
     assert len(mean.sharding.device_set) == 2
-    one = _bn_runner(True, jax.devices()[:1])
-    single = list(one.run(one.init(*_keys()), progress=False))[-1][1]
-    chex.assert_trees_all_close(single.stats, finals[0].stats, rtol=2e-4, atol=2e-5)
 
 
 def test_padding_rows_leave_the_running_statistics_alone():
