@@ -199,11 +199,31 @@ def evaluate_run(
         )
         summary = run.read_json("summary.json")
         fresh = summaries(results, config.eval_width_scale)
-        summary["networks"] = {**summary.get("networks", {}), **fresh}
+        summary["networks"] = {**_networks(summary), **fresh}
         run.write_json("summary.json", summary)
         write_table(run, summary)
     print(table(fresh), file=sys.stderr, flush=True)
     return fresh
+
+
+# The fields of `EvalResult.summary`.
+_RESULT_FIELDS = (
+    "accuracy_mean",
+    "accuracy_std",
+    "accuracies",
+    "val_accuracy_mean",
+    "val_accuracy_std",
+    "val_accuracies",
+)
+
+
+def _networks(summary: Mapping) -> dict[str, dict]:
+    """The ``networks`` of a summary; for one written before it had them, its own
+    network's result (the top-level accuracy fields, under ``convnet``)."""
+    if "networks" in summary:
+        return dict(summary["networks"])
+    own = {k: summary[k] for k in _RESULT_FIELDS if k in summary}
+    return {summary.get("eval_net", "convnet"): own}
 
 
 def _finished_run(path) -> report.RunDir:

@@ -102,3 +102,18 @@ def test_a_set_saved_without_targets_is_refused_with_the_fix(finished_run, tmp_p
         np.savez(old / "distilled.npz", images=saved["images"], labels=saved["labels"])
     with pytest.raises(ConfigError, match="--allow-config-change --eval-nets"):
         evaluate_run(old, ["convnet"], progress=False)
+
+
+def test_a_summary_written_before_networks_keeps_its_own_result_first(finished_run, tmp_path):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(finished_run, old)
+    summary = _summary(old)
+    own = summary.pop("networks")["convnet"]
+    summary.pop("eval_net")
+    (old / "summary.json").write_text(json.dumps(summary))
+    evaluate_run(old, ["vgg11bn"], progress=False)
+    networks = _summary(old)["networks"]
+    assert list(networks) == ["convnet", "vgg11bn"]
+    assert networks["convnet"] == {k: v for k, v in own.items() if k != "width_scale"}
