@@ -18,8 +18,11 @@ data:
 demo: setup data
 	$(BIN)/jaxdd demo
 
+# Two worker processes, each test file on one of them (its module fixtures built once):
+# the tests mostly compile small programs, one core each.
+TEST_WORKERS ?= 2
 test: setup data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
