@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint data setup
+.PHONY: demo test durations lint data setup
 
 $(BIN)/jaxdd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,18 @@ data:
 demo: setup data
 	$(BIN)/jaxdd demo
 
-# Two worker processes, each test file on one of them (its module fixtures built once):
-# the tests mostly compile small programs, one core each.
+# Two worker processes, each test file on one of them (its module fixtures built once),
+# longest files first (tests/durations.json): the tests mostly compile small programs,
+# one core each.
 TEST_WORKERS ?= 2
+PYTEST_SPLIT = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup data
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q $(PYTEST_SPLIT)
+
+# Re-measures tests/durations.json, the order `make test` runs the files in.
+durations: setup data
+	$(BIN)/python -m pytest -q $(PYTEST_SPLIT) --junitxml=.pytest-report.xml
+	$(BIN)/python scripts/test_durations.py .pytest-report.xml && rm .pytest-report.xml
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
