@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import pathlib
 import sys
 import textwrap
@@ -191,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_baseline_parser(sub)
     _add_distill_parser(sub)
     _add_evaluate_parser(sub)
+    _add_sweep_parser(sub)
     demo = sub.add_parser("demo", help="noisy digits: baselines, DATM, two-stage and TAD + DATM")
     demo.add_argument("--out", default="runs", help="root of the demo directory (default: runs)")
     _add_progress(demo)
@@ -275,19 +277,16 @@ def _add_baseline_parser(sub) -> None:
     _add_progress(p)
 
 
-def _add_distill_parser(sub) -> None:
+def _distill_tree_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand over a `DistillConfig`: its settings, --config and --method."""
     p = _tree_parser(
-        sub,
-        "distill",
-        "DATM / MTT trajectory matching or DM distribution matching on (noisy) data",
-        _distill_defaults,
-        DISTILL_ALIASES,
-        "datm.iterations=500",
+        sub, name, help_text, _distill_defaults, DISTILL_ALIASES, "datm.iterations=500"
     )
     p.add_argument(
         "--config",
-        metavar="FILE.py[:NAME]",
-        help="start from get_config(NAME) of FILE (e.g. experiments/datm.py:fashion_mnist-ipc10); "
+        metavar="FILE.py[:NAME]|FILE.json",
+        help="start from get_config(NAME) of FILE (e.g. experiments/datm.py:fashion_mnist-ipc10), "
+        "or from the config a .json file holds (a run's config.json, a sweep's chosen.json); "
         "flags and --set override it. A relative FILE is looked up in the working directory, "
         "then in the directory holding the jaxdd package (default: the built-in defaults)",
     )
@@ -302,6 +301,13 @@ def _add_distill_parser(sub) -> None:
         "file sets the method (default: datm)",
     )
     _add_trust(p, "none, or the --config file's")
+    return p
+
+
+def _add_distill_parser(sub) -> None:
+    p = _distill_tree_parser(
+        sub, "distill", "DATM / MTT trajectory matching or DM distribution matching on (noisy) data"
+    )
     p.add_argument(
         "--out",
         default=None,
@@ -320,6 +326,32 @@ def _add_distill_parser(sub) -> None:
         "--allow-config-change",
         action="store_true",
         help="resume a --run-dir that holds a run of another config (default: refuse)",
+    )
+    _add_progress(p)
+
+
+def _add_sweep_parser(sub) -> None:
+    p = _distill_tree_parser(
+        sub,
+        "sweep",
+        "a grid of a method's settings and seeds as one vmapped program, chosen on the noisy "
+        "validation split",
+    )
+    p.add_argument(
+        "--axis",
+        action="append",
+        required=True,
+        metavar="PATH=V1,V2,...",
+        help="a swept setting and its values, e.g. --axis datm.lr_img=30,100,300 --axis seed=0,1 "
+        "(repeatable; the grid is their product)",
+    )
+    p.add_argument(
+        "--out", required=True, help="the sweep directory (an interrupted sweep resumes)"
+    )
+    p.add_argument(
+        "--experts-dir",
+        default="runs/experts",
+        help="the cache of expert trajectories and trust splits (default: runs/experts)",
     )
     _add_progress(p)
 
@@ -452,9 +484,13 @@ def _baseline_config(args):
 
 
 def _load_config_file(spec: str):
-    """What ``FILE.py[:NAME]`` names: ``get_config(NAME)``, or ``get_config()``, of FILE."""
+    """What ``FILE.py[:NAME]`` names: ``get_config(NAME)``, or ``get_config()``, of FILE;
+    or the `DistillConfig` a ``FILE.json`` holds (a run's ``config.json``, a sweep's
+    ``chosen.json``)."""
     text, _, name = spec.partition(":")
     path = _find_config_file(text)
+    if path.suffix == ".json":
+        return _json_config(spec, path, name)
     module_spec = importlib.util.spec_from_file_location("jaxdd_user_config", path)
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"--config {spec}: {path} is not a .py file with get_config()")
@@ -466,6 +502,22 @@ def _load_config_file(spec: str):
     if not hasattr(module, "get_config"):
         raise ConfigError(f"--config {spec}: {path} defines no get_config() function")
     return module.get_config(name) if name else module.get_config()
+
+
+def _json_config(spec: str, path: pathlib.Path, name: str):
+    """The `DistillConfig` written as JSON at `path`."""
+    from jaxdd import report
+    from jaxdd.distill import DistillConfig
+
+    if name:
+        raise ConfigError(f"--config {spec}: a .json config holds one config; drop :{name}")
+    try:
+        data = report.read_json(path)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--config {spec}: {path}, line {err.lineno}: {err.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {spec}: {path} holds no config (a JSON object)")
+    return config_lib.from_jsonable(DistillConfig, data)
 
 
 def _find_config_file(text: str) -> pathlib.Path:
@@ -568,6 +620,29 @@ def cmd_evaluate(args) -> None:
     )
 
 
+def cmd_sweep(args) -> None:
+    config = _distill_config(args)
+    if args.show_config:
+        print(config_lib.describe(config))
+        return
+    from jaxdd import sweep, validate
+    from jaxdd.report import mean_std
+
+    axes = [sweep.parse_axis(text) for text in args.axis]
+    sweep.grid(config, axes)  # every point checked before any work
+    validate.check_dir(args.out, f"the sweep directory {args.out}")
+    validate.check_dir(args.experts_dir, f"the expert cache {args.experts_dir}")
+    summary = sweep.run_sweep(
+        config, axes, out_dir=args.out, experts_dir=args.experts_dir, progress=not args.no_progress
+    )
+    best = summary["chosen"]
+    values = ", ".join(f"{k}={config_lib.format_value(v)}" for k, v in best["values"].items())
+    print(f"chosen on the noisy validation split: {values}")
+    val, test = (mean_std(best[k]) for k in ("val_accuracies", "accuracies"))
+    print(f"  validation {val} %, test (reported, never chosen on) {test} %")
+    print(f"sweep directory: {args.out} (chosen.json runs with jaxdd distill --config)")
+
+
 def cmd_demo(args) -> None:
     from jaxdd import validate
     from jaxdd.demo import run_demo
@@ -581,6 +656,7 @@ _COMMANDS = {
     "baseline": cmd_baseline,
     "distill": cmd_distill,
     "evaluate": cmd_evaluate,
+    "sweep": cmd_sweep,
     "demo": cmd_demo,
 }
 

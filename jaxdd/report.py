@@ -71,6 +71,11 @@ def _dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(_jsonable(value), allow_nan=False, **kwargs)
 
 
+def read_json(path: str | pathlib.Path) -> Any:
+    """What `RunDir.write_json` wrote to `path`, non-finite floats included."""
+    return _restored(json.loads(pathlib.Path(path).read_text()))
+
+
 def _changes(old: Any, new: Any, path: str) -> dict[str, tuple[Any, Any]]:
     """``{dotted.path: (old, new)}`` for every leaf where two parsed JSON values differ."""
     if not (isinstance(old, dict) and isinstance(new, dict)):
@@ -127,7 +132,7 @@ class RunDir:
 
     def read_json(self, name: str) -> Any:
         """What `write_json` wrote to `name`, non-finite floats included."""
-        return _restored(json.loads((self.path / name).read_text()))
+        return read_json(self.path / name)
 
     def read_events(self) -> list[dict]:
         """Every event logged so far (also those of earlier, resumed sessions)."""

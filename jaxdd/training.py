@@ -34,13 +34,15 @@ _FAMILY_STREAM = 0x5EED
 
 
 @functools.lru_cache(maxsize=16)
-def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths, per_run):
+def _kernels(
+    model, config, total_steps, chunk, preprocess, vectorize, cpu_paths, per_run_x, per_run
+):
     """The jitted (init, run_chunk, test_accuracy) of one training setup.
 
     Cached so that repeated evaluations of the same setup (seeds of a sweep,
     successive distilled sets) reuse one compilation; `cpu_paths` keys the
-    loop structure (`jaxdd.ops.loops.on_cpu`), `per_run` whether the
-    targets have a runs axis. `run_chunk` donates its state when
+    loop structure (`jaxdd.ops.loops.on_cpu`), `per_run_x` and `per_run`
+    whether the images and the targets have a runs axis. `run_chunk` donates its state when
     vectorised: it may only be given a state that nobody else holds
     (`Runner.run`).
     """
@@ -67,7 +69,7 @@ def _kernels(model, config, total_steps, chunk, preprocess, vectorize, cpu_paths
         )
 
     init = jax.jit(jax.vmap(lambda k, lr: init_state(model, config, lr, key=k)))
-    axes = (0, None, None, None, 0 if per_run else None, None)
+    axes = (0, None, None, 0 if per_run_x else None, 0 if per_run else None, None)
     run_chunk = parallel.map_runs(run, axes, vectorize=vectorize, donate=(0,))
     test_acc = parallel.map_runs(test_accuracy, (0, 0, None, None), vectorize=vectorize)
     return init, run_chunk, test_acc
@@ -107,11 +109,13 @@ def _own_copy(tree):
 
 
 class Runner:
-    """Trains R networks (a leading runs axis) on one (x, targets) set.
+    """Trains R networks (a leading runs axis) on one (x, targets) set, or one per run.
 
     Args:
       model: the network.
-      x: ``[N, H, W, C]`` training images.
+      x: ``[N, H, W, C]`` training images shared by the runs, or ``[R, N, H, W, C]``,
+        one set per run (then `targets` has a runs axis too: e.g. the distilled
+        sets of a sweep's points, `jaxdd.sweep`).
       targets: ``[N, num_classes]`` float targets shared by the runs, or
         ``[R, N, num_classes]``, one set per run (e.g. TAD's cross-fitted
         referees, each labelled on its own fold; an all-zero row is
@@ -137,12 +141,15 @@ class Runner:
     ):
         self.config = config
         self.devices = devices
-        self.steps_per_epoch = steps_per_epoch(config, int(np.shape(x)[0]))
+        self.per_run_x = np.ndim(x) == 5
+        self.per_run_targets = np.ndim(targets) == 3
+        if self.per_run_x and not self.per_run_targets:
+            raise ValueError("per-run images [R, N, H, W, C] need per-run targets [R, N, C]")
+        self.steps_per_epoch = steps_per_epoch(config, int(np.shape(x)[-4]))
         self.total_steps = config.epochs * self.steps_per_epoch
         self.chunk = _chunk(self.total_steps)
         self.vectorize = loops.vectorize_runs() if vectorize is None else vectorize
         self._x, self._targets = x, targets
-        self.per_run_targets = np.ndim(targets) == 3
         self.mesh = None  # set by `_place`
         self._init, self._run_chunk, self.test_accuracy = _kernels(
             model,
@@ -151,6 +158,7 @@ class Runner:
             preprocess,
             self.vectorize,
             loops.on_cpu(),
+            self.per_run_x,
             self.per_run_targets,
         )
 
@@ -176,7 +184,8 @@ class Runner:
                     "give one [N, C] target set per run"
                 )
             self.mesh = parallel.runs_mesh(num_runs, self.devices)
-            self._x = parallel.replicate(self._x, self.mesh)
+            place_x = parallel.shard_runs if self.per_run_x else parallel.replicate
+            self._x = place_x(self._x, self.mesh)
             place = parallel.shard_runs if self.per_run_targets else parallel.replicate
             self._targets = place(self._targets, self.mesh)
 
