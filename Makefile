@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test durations lint data setup
+.PHONY: demo test durations campaign-smoke lint data setup
 
 $(BIN)/jaxdd: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ TEST_WORKERS ?= 2
 PYTEST_SPLIT = -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: setup data
 	$(BIN)/python -m pytest -q $(PYTEST_SPLIT)
+
+# Every part of the GPU campaign at tiny size on this machine (about 6 minutes on 2 cores).
+campaign-smoke: setup data
+	$(BIN)/python -m benchmarks.gpu_campaign --smoke --out runs/campaign-smoke
 
 # Re-measures tests/durations.json, the order `make test` runs the files in.
 durations: setup data
