@@ -36,8 +36,9 @@ The criterion is the accuracy on the NOISY validation split carved from the
 training data (``val_fraction`` > 0, required): the clean test accuracy is
 reported beside it and never chooses. The sweep directory holds
 ``points.jsonl`` (a row per evaluated point), ``sweep.md`` (the table),
-``sweep.png`` (the criterion per point), ``chosen.json`` (the chosen point's
-config, which ``jaxdd distill --config chosen.json`` runs) and
+``sweep.png`` (the criterion per point), ``chosen.json`` (the chosen
+setting's config — a ``seed`` axis is pooled as replicates, never chosen —
+which ``jaxdd distill --config chosen.json`` runs) and
 ``summary.json``. Distillation is checkpointed every ``checkpoint_every``
 iterations per program and a finished program's sets saved, so an
 interrupted sweep resumes where it stopped.
@@ -591,23 +592,51 @@ def _adopt(run: report.RunDir, base_config, axes: Sequence[Axis]) -> None:
     run.write_json("sweep.json", sweep)
 
 
+def settings(rows: Sequence[dict]) -> list[dict]:
+    """The rows pooled over the ``seed`` axis: one per setting (the other axes' values).
+
+    A seed is a replicate, not a choice: a setting's networks of every seed
+    are pooled (``points`` lists its points, ``val_accuracies`` / ``accuracies``
+    all their networks). Without a seed axis a setting is a point.
+    """
+    pooled: dict[str, dict] = {}
+    for r in rows:
+        values = {k: v for k, v in r["values"].items() if k != "seed"}
+        entry = pooled.setdefault(
+            json.dumps(values, sort_keys=True),
+            {"values": values, "points": [], "val_accuracies": [], "accuracies": []},
+        )
+        entry["points"].append(r["point"])
+        entry["val_accuracies"] += r["val_accuracies"]
+        entry["accuracies"] += r["accuracies"]
+    for entry in pooled.values():
+        for name in ("val_accuracies", "accuracies"):
+            acc = np.asarray(entry[name])
+            stem = name.removesuffix("ies") + "y"
+            entry[f"{stem}_mean"], entry[f"{stem}_std"] = float(acc.mean()), float(acc.std())
+    return list(pooled.values())
+
+
 def choose(rows: Sequence[dict]) -> dict:
-    """The row of the highest mean validation accuracy (the first of equals)."""
-    return max(rows, key=lambda r: (r["val_accuracy_mean"], -r["point"]))
+    """The setting (`settings`) of the highest mean validation accuracy (the first of equals)."""
+    candidates = settings(rows)
+    return max(candidates, key=lambda e: (e["val_accuracy_mean"], -candidates.index(e)))
 
 
 def _report(run: report.RunDir, points, rows, axes, lines) -> dict:
     """Writes points.jsonl, sweep.md, sweep.png, chosen.json and summary.json."""
     atomic_write_text(run.path / "points.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     best = choose(rows)
-    run.write_json("chosen.json", points[best["point"]].config)
+    # the chosen setting at its first point's seed
+    run.write_json("chosen.json", points[best["points"][0]].config)
     table = _table(rows, axes, best)
     atomic_write_text(run.path / "sweep.md", "\n".join([*lines, "", table, ""]))
     _plot(run.path / "sweep.png", rows, axes)
     summary = {
         "points": len(rows),
         "chosen": best,
-        "criterion": "mean accuracy on the noisy validation split (never the test set)",
+        "criterion": "mean accuracy on the noisy validation split over every seed of a "
+        "setting (never the test set)",
         "plan": lines,
     }
     run.write_json("summary.json", summary)
@@ -619,7 +648,7 @@ def _table(rows, axes, best) -> str:
     table_rows = []
     for r in rows:
         cells = {a.path: config_lib.format_value(r["values"][a.path]) for a in axes}
-        mark = " ←" if r is best else ""
+        mark = " ←" if r["point"] in best["points"] else ""
         val = report.mean_std(r["val_accuracies"]) + mark
         table_rows.append(
             {**cells, "val (noisy) %": val, "test %": report.mean_std(r["accuracies"])}

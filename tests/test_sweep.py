@@ -154,7 +154,7 @@ def test_cli_sweep_chooses_on_validation_and_its_config_runs(planned, tmp_path, 
     assert [r["point"] for r in rows] == [0, 1, 2, 3]
     summary = json.loads((out / "summary.json").read_text())
     best = max(rows, key=lambda r: r["val_accuracy_mean"])
-    assert summary["chosen"]["point"] == best["point"]
+    assert summary["chosen"]["points"] == [best["point"]]  # no seed axis: a setting is a point
     assert {"sweep.md", "sweep.png", "chosen.json", "sweep.json"} <= {p.name for p in out.iterdir()}
     assert (out / "program-0" / "checkpoints").is_dir()
     # chosen.json is a config `jaxdd distill --config` runs: the chosen point's
@@ -199,3 +199,22 @@ def test_a_points_evaluation_is_what_training_on_its_set_gives(planned, distille
     np.testing.assert_allclose(rows[6]["accuracies"], result.accuracies[0], atol=0.02)
     np.testing.assert_allclose(rows[6]["val_accuracies"], result.val_accuracies[0], atol=0.04)
     assert rows[6]["eval_lr"] == pytest.approx(float(jnp.asarray(out.lr)))
+
+
+def test_seeds_are_pooled_as_replicates_and_never_chosen():
+    def row(point, lr, seed, val):
+        return {"point": point, "values": {"datm.lr_img": lr, "seed": seed},
+                "val_accuracies": val, "accuracies": [0.5, 0.5]}  # fmt: skip
+
+    # lr 10 has the single best seed (0.9), lr 100 the better mean over seeds
+    rows = [
+        row(0, 10.0, 0, [0.9, 0.9]),
+        row(1, 10.0, 1, [0.1, 0.1]),
+        row(2, 100.0, 0, [0.6, 0.6]),
+        row(3, 100.0, 1, [0.6, 0.6]),
+    ]
+    pooled = sweep.settings(rows)
+    assert [p["points"] for p in pooled] == [[0, 1], [2, 3]]
+    assert pooled[0]["val_accuracy_mean"] == pytest.approx(0.5)
+    best = sweep.choose(rows)
+    assert best["values"] == {"datm.lr_img": 100.0} and best["points"] == [2, 3]
