@@ -181,6 +181,11 @@ def get(config: Any, path: str) -> Any:
     return config
 
 
+def replaced(config: Any, path: str, value: Any) -> Any:
+    """`config` with the leaf at dotted `path` set to `value` (any value: a tracer too)."""
+    return _replaced(config, path.split("."), value)
+
+
 def _replaced(config: Any, names: Sequence[str], value: Any) -> Any:
     head, *rest = names
     inner = _replaced(getattr(config, head), rest, value) if rest else value

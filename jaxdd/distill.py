@@ -266,6 +266,19 @@ def load_or_train_experts(config, model, x, targets, experts_dir, progress):
             )
 
 
+def expert_source(model, data: Prepared, experts_dir, progress: bool):
+    """`base.Services.experts` for runs on `data`: ``(config) → trajectories``, cached
+    in `experts_dir` (`load_or_train_experts`), the epoch size resolved against
+    the data's size before diversion (`resolve_epoch_size`)."""
+
+    def experts(cfg: DistillConfig):
+        given = None if data.source is None else data.given_size
+        cfg = resolve_epoch_size(cfg, given)
+        return load_or_train_experts(cfg, model, data.x, data.targets(), experts_dir, progress)
+
+    return experts
+
+
 def _say_waiting(pid: int | None, path: pathlib.Path) -> None:
     """Tells the user that this process waits for another one's experts."""
     holder = "another process" if pid is None else f"process {pid}"
@@ -456,12 +469,7 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
     method = base.get_method(config.method)
     distil_spec, eval_spec = method.networks(config, data.spec(config.width, config.depth))
     model = make_convnet(distil_spec)
-
-    def experts(cfg: DistillConfig):
-        given = None if data.source is None else data.given_size
-        cfg = resolve_epoch_size(cfg, given)
-        return load_or_train_experts(cfg, model, data.x, data.targets(), experts_dir, progress)
-
+    experts = expert_source(model, data, experts_dir, progress)
     setup = method.setup(config, model, data, base.Services(experts, config.seed))
     if not _logged(run, "init"):
         run.log(event="init", **setup.record)

@@ -218,18 +218,8 @@ def _with_values(cfg, values: dict[str, Any]):
     links = {p: group for group in type(cfg).LINKED for p in group}
     for path, value in values.items():
         for linked in links.get(path, (path,)):
-            head, *rest = linked.split(".")
-            inner = getattr(cfg, head)
-            cfg = dataclasses.replace(
-                cfg, **{head: _replace_path(inner, rest, value) if rest else value}
-            )
+            cfg = config_lib.replaced(cfg, linked, value)
     return cfg
-
-
-def _replace_path(node, names, value):
-    head, *rest = names
-    inner = _replace_path(getattr(node, head), rest, value) if rest else value
-    return dataclasses.replace(node, **{head: inner})
 
 
 class Program(NamedTuple):
@@ -489,7 +479,7 @@ def _plain(value: Any) -> Any:
 
 def plan(points: Sequence[Point], axes: Sequence[Axis], experts_dir: str, progress: bool):
     """Prepares the data and sets up every lane; returns ``[(_Group, [(Program, setups)])]``."""
-    from jaxdd.distill import load_or_train_experts, resolve_epoch_size
+    from jaxdd.distill import expert_source
 
     lanes: dict[str, Any] = {}
     for p in points:
@@ -504,12 +494,7 @@ def plan(points: Sequence[Point], axes: Sequence[Axis], experts_dir: str, progre
         data = prepare_for(first, split_cache=experts_dir)
         distil_spec, eval_spec = method.networks(first, data.spec(first.width, first.depth))
         model = make_convnet(distil_spec)
-
-        def experts(cfg, model=model, data=data):
-            given = None if data.source is None else data.given_size
-            cfg = resolve_epoch_size(cfg, given)
-            return load_or_train_experts(cfg, model, data.x, data.targets(), experts_dir, progress)
-
+        experts = expert_source(model, data, experts_dir, progress)
         setups = [method.setup(c, model, data, base.Services(experts, c.seed)) for c in members]
         group = _Group(data, model, eval_spec, members, setups)
         planned.append((group, _split_programs(group, axes)))
