@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxdd import hosts, parallel
 from jaxdd.errors import ConfigError, JaxddError
 
 # Item names inside one step directory (orbax Composite items).
@@ -138,7 +139,7 @@ def _from_restored(like: Any, value: Any, impl: str | None) -> Any:
             weak = jnp.asarray(value.item())
             value = weak if weak.dtype == value.dtype else value
         sharding = like.sharding
-        return value if sharding is None else jax.device_put(value, sharding)
+        return value if sharding is None else parallel.put(value, sharding)
     if isinstance(like, _PY_SCALARS):
         return type(like)(value.item())
     if isinstance(like, np.generic):
@@ -192,8 +193,11 @@ class Checkpointer:
         self._manager.close()
 
     def steps(self) -> list[int]:
-        """All complete steps on disk, ascending, except those found unreadable."""
-        return sorted(set(self._manager.all_steps()) - self._unreadable)
+        """All complete steps on disk, ascending, except those found unreadable.
+
+        In a multi-process run, as process 0 finds them (`jaxdd.hosts.decide`).
+        """
+        return hosts.decide(lambda: sorted(set(self._manager.all_steps()) - self._unreadable))
 
     def latest_step(self) -> int | None:
         """The newest of `steps()`, or None when there is none yet."""

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import os
 import pathlib
 import sys
 import textwrap
@@ -256,6 +257,42 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
 
 
+def _add_hosts(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group(
+        "multi-host (the same command on every host; README: Multi-host runs)"
+    )
+    group.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the hosts of a cluster JAX detects (Cloud TPU pod slice, SLURM, Open MPI) "
+        "(default: one process)",
+    )
+    group.add_argument(
+        "--coordinator-address",
+        metavar="HOST:PORT",
+        help="process 0's address, the same on every host (default: one process)",
+    )
+    group.add_argument(
+        "--num-processes", type=int, metavar="N", help="how many processes (default: 1)"
+    )
+    group.add_argument(
+        "--process-id", type=int, metavar="I", help="this process's id, 0 … N-1 (default: 0)"
+    )
+
+
+def _join_hosts(args) -> None:
+    """Joins the multi-process run the flags describe; on processes other than 0,
+    progress bars go off and stdout goes quiet (process 0 reports for all)."""
+    from jaxdd import hosts
+
+    joined = hosts.initialize(
+        args.coordinator_address, args.num_processes, args.process_id, auto=args.distributed
+    )
+    if joined and not hosts.is_main():
+        args.no_progress = True
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
 def _add_baseline_parser(sub) -> None:
     p = _tree_parser(
         sub,
@@ -328,6 +365,7 @@ def _add_distill_parser(sub) -> None:
         help="resume a --run-dir that holds a run of another config (default: refuse)",
     )
     _add_progress(p)
+    _add_hosts(p)
 
 
 def _add_sweep_parser(sub) -> None:
@@ -354,6 +392,7 @@ def _add_sweep_parser(sub) -> None:
         help="the cache of expert trajectories and trust splits (default: runs/experts)",
     )
     _add_progress(p)
+    _add_hosts(p)
 
 
 def _add_evaluate_parser(sub) -> None:
@@ -576,6 +615,7 @@ def cmd_distill(args) -> None:
     if args.show_config:
         print(config_lib.describe(config))
         return
+    _join_hosts(args)
     from jaxdd.distill import run_distill, validate_run
     from jaxdd.report import mean_std
 
@@ -625,6 +665,7 @@ def cmd_sweep(args) -> None:
     if args.show_config:
         print(config_lib.describe(config))
         return
+    _join_hosts(args)
     from jaxdd import sweep, validate
     from jaxdd.report import mean_std
 

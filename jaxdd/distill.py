@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdd import cross_arch, parallel, report, rng, validate
+from jaxdd import cross_arch, hosts, parallel, report, rng, validate
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError, JaxddError, RunInterruptedError
 from jaxdd.experts import ExpertConfig, train_experts
@@ -253,7 +253,8 @@ def load_or_train_experts(config, model, x, targets, experts_dir, progress):
     path = _expert_cache(config, fingerprint, experts_dir)
     with DirectoryLock(path, timeout=None, on_wait=lambda pid: _say_waiting(pid, path)):
         described = {**dataclasses.asdict(config), "data_sha256": fingerprint}
-        atomic_write_text(path / "config.json", json.dumps(described, default=str, indent=2))
+        if hosts.is_main():
+            atomic_write_text(path / "config.json", json.dumps(described, default=str, indent=2))
         with Checkpointer(path / "checkpoints", max_to_keep=None) as ckpt:
             return train_experts(
                 model,
@@ -401,8 +402,8 @@ def run_distill(
     name = f"distill-{config.method}-{report.slug(config.dataset)}"
     run = report.RunDir.at(run_dir) if run_dir else report.RunDir(out_root, name)
     with DirectoryLock(run.path):
-        changes = _adopt_config(run, config, allow_config_change)
-        if (run.path / "summary.json").exists():
+        changes = hosts.decide(lambda: _adopt_config(run, config, allow_config_change))
+        if hosts.decide((run.path / "summary.json").exists):
             return _finished(run), run
         try:
             return _distill(config, run, experts_dir, progress, _split_changed(changes))
@@ -457,7 +458,7 @@ def _distill(config, run, experts_dir, progress, split_changed) -> tuple[dict, r
     """Prepares, gets the experts, distils (resuming) and evaluates, in `run`."""
     data, fresh = _prepare(config, run, split_changed, experts_dir)
     ds = data.ds
-    if fresh:
+    if fresh and run.writes:
         report.save_image_grid(
             run.path / "train_set.png",
             ds.x_train[data.idx],
@@ -499,11 +500,12 @@ def _prepare(config: DistillConfig, run, split_changed: bool, cache) -> tuple[Pr
     events replacing those of an earlier, unfinished attempt.
     """
     saved = run.path / "trust_split.npz"
-    done = _logged(run, "noise") and (config.trust is None or saved.exists())
+    done = hosts.decide(lambda: _logged(run, "noise") and (config.trust is None or saved.exists()))
     if done and not split_changed:
         return prepare_for(config, saved_split=saved if config.trust else None), False
     run.keep_events(lambda e: e["event"] not in _SETUP_EVENTS)
-    saved.unlink(missing_ok=True)
+    if run.writes:
+        saved.unlink(missing_ok=True)
     return prepare_for(config, run, split_cache=cache), True
 
 
@@ -552,7 +554,8 @@ def _evaluate_and_report(config, data: Prepared, models, state, history, record,
     method's init record.
     """
     ds, space, method = data.ds, data.space, base.get_method(config.method)
-    out = method.distilled(config, state)
+    out = hosts.fetch(method.distilled(config, state))
+    out = out._replace(lr=None if out.lr is None else float(out.lr))
     train = {"train_size": len(data.labels), "train_label_noise": data.label_noise()}
     eval_cfg = config.eval if out.lr is None else dataclasses.replace(config.eval, lr=out.lr)
     results = cross_arch.evaluate_networks(
@@ -566,34 +569,9 @@ def _evaluate_and_report(config, data: Prepared, models, state, history, record,
         on_eval=lambda name, e: run.log(event="eval", network=name, **e),
     )
     result = results[config.eval_nets[0]]
-    images = np.asarray(space.decode(out.images))
-    learned = np.asarray(jnp.argmax(out.labels, -1))
-    legend = "; red = learned label differs" if np.any(learned != out.classes) else ""
-    report.save_image_grid(
-        run.path / "distilled.png",
-        images,
-        out.classes,
-        ds.class_names,
-        learned_labels=learned,
-        per_class=None,
-        title=f"{config.method} distilled set ({config.noise}{legend})",
-    )
-    extra = method.summary(state)
-    lr = {} if out.lr is None else {"eval_lr": np.float64(out.lr)}
-    np.savez_compressed(
-        run.path / "distilled.npz",
-        images=np.asarray(out.images),
-        labels=np.asarray(out.labels),
-        targets=np.asarray(out.targets),
-        classes=np.asarray(out.classes),
-        **lr,
-        **extra,
-        **{name: np.asarray(value) for name, value in out.arrays.items()},
-    )
-    if history:
-        its = [h["iteration"] for h in history]
-        curves = {title: [h[name] for h in history] for name, title in method.curves.items()}
-        report.save_curves(run.path / "curves.png", its, curves, xlabel="iteration")
+    extra = hosts.fetch(method.summary(state))
+    if run.writes:
+        _save_distilled(run, config, ds, space, out, extra, history)
     summary = {
         "dataset": ds.name,
         "method": config.method,
@@ -613,3 +591,35 @@ def _evaluate_and_report(config, data: Prepared, models, state, history, record,
     if len(results) > 1:
         cross_arch.write_table(run, summary)
     return summary, run
+
+
+def _save_distilled(run, config, ds, space, out: base.Distilled, extra: dict, history) -> None:
+    """Writes ``distilled.png``, ``distilled.npz`` and ``curves.png`` (if `history`) to `run`."""
+    images = np.asarray(space.decode(out.images))
+    learned = np.asarray(jnp.argmax(out.labels, -1))
+    legend = "; red = learned label differs" if np.any(learned != out.classes) else ""
+    report.save_image_grid(
+        run.path / "distilled.png",
+        images,
+        out.classes,
+        ds.class_names,
+        learned_labels=learned,
+        per_class=None,
+        title=f"{config.method} distilled set ({config.noise}{legend})",
+    )
+    lr = {} if out.lr is None else {"eval_lr": np.float64(out.lr)}
+    np.savez_compressed(
+        run.path / "distilled.npz",
+        images=np.asarray(out.images),
+        labels=np.asarray(out.labels),
+        targets=np.asarray(out.targets),
+        classes=np.asarray(out.classes),
+        **lr,
+        **extra,
+        **{name: np.asarray(value) for name, value in out.arrays.items()},
+    )
+    if history:
+        its = [h["iteration"] for h in history]
+        method = base.get_method(config.method)
+        curves = {title: [h[name] for h in history] for name, title in method.curves.items()}
+        report.save_curves(run.path / "curves.png", its, curves, xlabel="iteration")

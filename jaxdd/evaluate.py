@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdd import parallel, training
+from jaxdd import hosts, parallel, training
 from jaxdd.models.base import Model, Params
 from jaxdd.ops.train import Preprocess, TrainConfig
 
@@ -185,7 +185,7 @@ def train_and_evaluate(
     for epoch, state, loss in runner.run(
         initial, period=eval_every, progress=progress, label=label
     ):
-        acc = np.asarray(runner.test_accuracy(state.params, state.stats, x_test, y_test))
+        acc = hosts.fetch(runner.test_accuracy(state.params, state.stats, x_test, y_test))
         acc = acc.reshape(len(lrs), -1)
         entry = {"epoch": epoch, "train_loss": loss, "test_accuracy": acc.tolist()}
         history.append(entry)
@@ -195,6 +195,6 @@ def train_and_evaluate(
     if validation is not None:
         x_val, y_val = parallel.replicate(tuple(validation), runner.mesh)
         val = runner.test_accuracy(state.params, state.stats, x_val, y_val)
-        val = np.asarray(val).reshape(len(lrs), -1)
+        val = hosts.fetch(val).reshape(len(lrs), -1)
     result = EvalResult(np.asarray(history[-1]["test_accuracy"]), lrs, history, val)
     return result, state.params

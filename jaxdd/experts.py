@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdd import hosts
 from jaxdd.models.base import Model, Params
 from jaxdd.ops.dsa import FAMILIES, Family
 from jaxdd.ops.train import Preprocess, TrainConfig
@@ -92,7 +93,7 @@ class ExpertConfig:
 
 
 def _to_host(tree: Params) -> Params:
-    return jax.tree.map(np.asarray, jax.device_get(tree))
+    return hosts.fetch(tree)
 
 
 def train_experts(

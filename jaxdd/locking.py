@@ -16,7 +16,9 @@ holder's pid. The kernel drops it when the holder exits, however it exits,
 so a crashed or killed run never leaves a stale lock behind; the file itself
 stays (removing it would let two processes lock two different files). Locks
 are per open file, so a second `DirectoryLock` on a directory is refused even
-within the process that holds the first.
+within the process that holds the first. In a multi-process run
+(`jaxdd.hosts`) process 0 takes the lock for all of them, and the others share
+its outcome: they go on once it holds the lock, or raise its error.
 
 `atomic_write_text` and `atomic_write_bytes` replace a file in one step, so a
 reader (or a run killed mid-write) sees the old content or the new one,
@@ -87,11 +89,12 @@ class DirectoryLock:
         self.timeout = timeout
         self._on_wait = on_wait
         self._fd: int | None = None
+        self._by_main = False  # held for this process by process 0
 
     @property
     def held(self) -> bool:
-        """Whether this object holds the lock."""
-        return self._fd is not None
+        """Whether this object holds the lock (or process 0 holds it for this process)."""
+        return self._fd is not None or self._by_main
 
     def __enter__(self) -> DirectoryLock:
         return self.acquire()
@@ -112,6 +115,14 @@ class DirectoryLock:
         """
         if self.held:
             raise RuntimeError(f"the lock of {self.directory} is already held by this object")
+        from jaxdd import hosts
+
+        hosts.decide(self._take)
+        self._by_main = self._fd is None
+        return self
+
+    def _take(self) -> None:
+        """Takes the lock in this process (`acquire` without the other processes)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -122,10 +133,10 @@ class DirectoryLock:
             os.close(fd)
             raise
         self._fd = fd
-        return self
 
     def release(self) -> None:
         """Lets the lock go (nothing happens if it is not held)."""
+        self._by_main = False
         if self._fd is None:
             return
         fd, self._fd = self._fd, None

@@ -11,33 +11,66 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 RUNS = "runs"
+# The second axis of a multi-process mesh: copies of each part of the runs.
+COPIES = "copies"
 
 
 def runs_mesh(num_runs: int, devices: Sequence[jax.Device] | None = None) -> Mesh:
-    """A 1-D mesh over as many devices as evenly divide `num_runs`.
+    """A mesh whose ``"runs"`` axis is as many devices as evenly divide `num_runs`.
 
     Args:
       num_runs: length of the leading axis to shard.
       devices: devices to use (default: all).
 
     Returns:
-      a mesh with the single axis ``"runs"``; 5 seeds on 4 devices use 1
-      device, 8 seeds on 4 devices use 4.
+      a 1-D mesh with the single axis ``"runs"``; 5 seeds on 4 devices use 1
+      device, 8 seeds on 4 devices use 4. In a multi-process run
+      (`jaxdd.hosts`) every process must hold a part of every array, so the
+      mesh spans all devices: ``("runs", "copies")``, the runs split over a
+      divisor of both counts and each part copied over ``copies`` (5 seeds on
+      2 × 2 devices: 1 × 4; 6 images: 2 × 2).
     """
     devices = list(devices if devices is not None else jax.devices())
-    count = max(d for d in range(1, len(devices) + 1) if num_runs % d == 0)
     # Auto axes: jit's partitioner places the gathers and collectives (the
     # Explicit default of `make_mesh` would ask every gather for an out-sharding).
-    auto = (jax.sharding.AxisType.Auto,)
-    return jax.make_mesh((count,), (RUNS,), devices=devices[:count], axis_types=auto)
+    auto = jax.sharding.AxisType.Auto
+    if len({d.process_index for d in devices}) > 1:
+        count = max(d for d in range(1, len(devices) + 1) if num_runs % d == len(devices) % d == 0)
+        shape = (count, len(devices) // count)
+        return jax.make_mesh(shape, (RUNS, COPIES), devices=devices, axis_types=(auto, auto))
+    count = max(d for d in range(1, len(devices) + 1) if num_runs % d == 0)
+    return jax.make_mesh((count,), (RUNS,), devices=devices[:count], axis_types=(auto,))
+
+
+def put(tree: Any, sharding: NamedSharding) -> Any:
+    """`jax.device_put` of every leaf, also onto devices of other processes.
+
+    In a multi-process run (`jaxdd.hosts`) a mesh spans every process's
+    devices; a host value (or a process-local array: every process computes
+    the same one) is placed by each process on its own devices.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda leaf: _put_global(leaf, sharding), tree)
+
+
+def _put_global(leaf: Any, sharding: NamedSharding) -> Any:
+    """One leaf onto a sharding that spans several processes."""
+    if isinstance(leaf, jax.Array) and leaf.is_fully_addressable:
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            data = _put_global(jax.random.key_data(leaf), sharding)
+            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+        leaf = np.asarray(leaf)
+    return jax.device_put(leaf, sharding)
 
 
 def shard_runs(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf with its leading axis split over the ``runs`` axis."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(RUNS)))
+    return put(tree, NamedSharding(mesh, PartitionSpec(RUNS)))
 
 
 def split_leading(tree: Any, size: int, mesh: Mesh) -> Any:
@@ -52,14 +85,14 @@ def split_leading(tree: Any, size: int, mesh: Mesh) -> Any:
 
     def place(x):
         sharded = getattr(x, "ndim", 0) >= 1 and x.shape[0] == size
-        return jax.device_put(x, split if sharded else whole)
+        return put(x, split if sharded else whole)
 
     return jax.tree.map(place, tree)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Places every leaf whole on every device of `mesh`."""
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
 def map_runs(

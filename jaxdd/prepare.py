@@ -23,7 +23,7 @@ import zipfile
 import jax
 import numpy as np
 
-from jaxdd import report, rng
+from jaxdd import hosts, report, rng
 from jaxdd.data import noise as noise_lib
 from jaxdd.data.dataset import Dataset
 from jaxdd.data.preprocess import PixelSpace, pixel_space
@@ -283,17 +283,18 @@ def _trust_split(prepared: Prepared, trust: TADConfig, seed: int, run, log, cach
             print(f"waiting for process {pid}'s trust split in {path.parent}", file=sys.stderr)
 
         with DirectoryLock(path.parent, timeout=None, on_wait=waiting):
-            if path.exists():
+            if hosts.decide(path.exists):
                 print(f"[trust] split read from {path}", flush=True)
                 split = load_split(path, prepared)
                 for stats in split.rounds:
                     _report_round(stats, log)
             else:
                 split = _compute_split(prepared, trust, seed, log)
-                partial = path.with_name("partial.npz")
-                save_split(partial, split, prepared)
-                os.replace(partial, path)
-    if run is not None:
+                if hosts.is_main():
+                    partial = path.with_name("partial.npz")
+                    save_split(partial, split, prepared)
+                    os.replace(partial, path)
+    if run is not None and run.writes:
         save_split(run.path / "trust_split.npz", split, prepared)
         save_loss_histograms(
             run.path / "trust_losses.png",

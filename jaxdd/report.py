@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from jaxdd import hosts
 from jaxdd.locking import atomic_write_text
 
 if TYPE_CHECKING:
@@ -92,24 +93,26 @@ def slug(name: str) -> str:
 
 
 class RunDir:
-    """A fresh directory holding one run's config, metrics, summary and pictures."""
+    """A fresh directory holding one run's config, metrics, summary and pictures.
+
+    In a multi-process run (`jaxdd.hosts`) process 0 names a new directory
+    for all processes, and only it writes: `writes` is False elsewhere, and
+    the writing methods do nothing there.
+    """
 
     def __init__(self, root: str | pathlib.Path, name: str):
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = pathlib.Path(root) / f"{stamp}-{name}"
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
-        self.path = path
+        self.path = pathlib.Path(hosts.decide(lambda: str(_fresh_dir(root, name))))
+        self.writes = hosts.is_main()
 
     @classmethod
     def at(cls, path: str | pathlib.Path) -> RunDir:
         """An existing (or new) run directory at exactly `path`, e.g. to resume a run."""
         run = cls.__new__(cls)
         run.path = pathlib.Path(path)
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.writes = hosts.is_main()
+        if run.writes:
+            run.path.mkdir(parents=True, exist_ok=True)
+        hosts.sync(f"run directory {run.path}")
         return run
 
     def write_json(self, name: str, value: Any) -> pathlib.Path:
@@ -118,6 +121,8 @@ class RunDir:
         The file is replaced in one step: a reader never sees half of it.
         """
         out = self.path / name
+        if not self.writes:
+            return out
         atomic_write_text(out, _dumps(value, indent=2) + "\n")
         return out
 
@@ -143,6 +148,8 @@ class RunDir:
 
     def log(self, **event: Any) -> None:
         """Appends one event to ``metrics.jsonl`` as one line of strict JSON."""
+        if not self.writes:
+            return
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(_dumps(event) + "\n")
 
@@ -153,7 +160,7 @@ class RunDir:
         replaced in one step, and only if an event is dropped.
         """
         path = self.path / "metrics.jsonl"
-        if not path.exists():
+        if not (self.writes and path.exists()):
             return
         lines = [line for line in path.read_text().splitlines() if line]
         kept = [line for line in lines if keep(_restored(json.loads(line)))]
@@ -164,13 +171,27 @@ class RunDir:
         """Deletes the directory if it holds nothing but files in `names` and empty folders.
 
         Returns:
-          Whether it was deleted.
+          Whether it was deleted (never by a process that does not write).
         """
+        if not self.writes:
+            return False
         entries = list(self.path.iterdir())
         if any(p.name not in names if p.is_file() else any(p.iterdir()) for p in entries):
             return False
         shutil.rmtree(self.path)
         return True
+
+
+def _fresh_dir(root: str | pathlib.Path, name: str) -> pathlib.Path:
+    """Creates ``ROOT/STAMP-NAME`` (``-2``, ``-3``, … if taken) and returns it."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = pathlib.Path(root) / f"{stamp}-{name}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True)
+    return path
 
 
 def format_table(rows: Sequence[dict], columns: Sequence[str]) -> str:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxdd import parallel
+from jaxdd import hosts, parallel
 from jaxdd.models.base import Model
 from jaxdd.ops import loops
 from jaxdd.ops.train import (
@@ -105,7 +105,15 @@ def _chunk(total_steps: int) -> int:
 
 def _own_copy(tree):
     """Fresh buffers with the values (and shardings) of `tree`'s arrays."""
-    return jax.tree.map(lambda a: jax.device_put(a, a.sharding, may_alias=False), tree)
+    return jax.tree.map(_copy, tree)
+
+
+def _copy(a: jax.Array) -> jax.Array:
+    """`a` in fresh buffers; an array spanning several processes copied shard by shard."""
+    if a.is_fully_addressable:
+        return jax.device_put(a, a.sharding, may_alias=False)
+    shards = [jax.device_put(s.data, s.device, may_alias=False) for s in a.addressable_shards]
+    return jax.make_array_from_single_device_arrays(a.shape, a.sharding, shards)
 
 
 class Runner:
@@ -237,5 +245,6 @@ class Runner:
                 state, loss = self._run_chunk(state, *bounds, self._x, self._targets, family_key)
                 losses.append(loss)
                 bar.update(min(self.chunk, stop - start))
+            losses = hosts.fetch(losses)  # [R, steps] chunks, gathered from every process
             yield stop // per_epoch, state, float(np.nanmean(np.concatenate(losses, axis=1)))
         bar.close()

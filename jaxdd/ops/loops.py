@@ -18,6 +18,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxdd import hosts
+
 # Set by `accelerator_paths`: take the accelerator code paths on any backend.
 _FORCE_ACCELERATOR_PATHS = False
 
@@ -69,8 +71,13 @@ def scan(
 
 
 def vectorize_runs() -> bool:
-    """Whether a runs axis should be vmapped (accelerators) or looped (CPU)."""
-    return not on_cpu()
+    """Whether a runs axis should be vmapped (accelerators) or looped (CPU).
+
+    Always vmapped in a multi-process run (`jaxdd.hosts`): a loop would slice
+    one run out of an array that spans the processes, and XLA:CPU's
+    cross-process collectives then lose step.
+    """
+    return not on_cpu() or hosts.count() > 1
 
 
 def default_chunk(num_steps: int, *, cpu_chunk: int = 2, accel_chunk: int = 500) -> int:
