@@ -59,13 +59,18 @@ def put(tree: Any, sharding: NamedSharding) -> Any:
 
 
 def _put_global(leaf: Any, sharding: NamedSharding) -> Any:
-    """One leaf onto a sharding that spans several processes."""
-    if isinstance(leaf, jax.Array) and leaf.is_fully_addressable:
-        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            data = _put_global(jax.random.key_data(leaf), sharding)
-            return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
-        leaf = np.asarray(leaf)
-    return jax.device_put(leaf, sharding)
+    """One leaf onto a sharding that spans several processes.
+
+    Every process holds the whole value (each loads the data, computes the
+    same keys); each builds only the shards that live on its own devices.
+    """
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return jax.device_put(leaf, sharding)  # already global: a reshard
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        data = _put_global(jax.random.key_data(leaf), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
+    value = np.asarray(leaf)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def shard_runs(tree: Any, mesh: Mesh) -> Any:

@@ -60,7 +60,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxdd import config as config_lib
-from jaxdd import parallel, report, rng, training
+from jaxdd import hosts, parallel, report, rng, training
 from jaxdd.checkpoint import Checkpointer
 from jaxdd.errors import ConfigError
 from jaxdd.locking import DirectoryLock, atomic_write_text
@@ -406,7 +406,7 @@ def run_program(
     end = cfg.settings.iterations
     with Checkpointer(directory / "checkpoints", max_to_keep=2) as ckpt:
         _, state = ckpt.restore_latest(state)
-        start = int(np.asarray(state.iteration)[0])
+        start = int(hosts.fetch(state.iteration)[0])
         bar = tqdm(range(start, end), disable=not progress, desc=f"sweep ({lanes} lanes)")
         for it in bar:
             state, _ = step(values, state, resources)
@@ -451,8 +451,8 @@ def _evaluate(points: Sequence[Point], sets: dict[str, Any], data, eval_spec, pr
         *_, (_, state, _) = runner.run(initial, progress=progress, label="evaluate sweep")
         test = parallel.replicate((x_test, data.ds.y_test), runner.mesh)
         val = parallel.replicate((val_x, val_y), runner.mesh)
-        test_acc = np.asarray(runner.test_accuracy(state.params, state.stats, *test))
-        val_acc = np.asarray(runner.test_accuracy(state.params, state.stats, *val))
+        test_acc = hosts.fetch(runner.test_accuracy(state.params, state.stats, *test))
+        val_acc = hosts.fetch(runner.test_accuracy(state.params, state.stats, *val))
         for j, (p, lr) in enumerate(zip(members, lrs, strict=True)):
             runs = slice(j * seeds, (j + 1) * seeds)
             rows[p.index] = _row(p, lr, val_acc[runs], test_acc[runs])
@@ -535,7 +535,7 @@ def run_sweep(
     points = grid(base_config, axes)
     run = report.RunDir.at(out_dir)
     with DirectoryLock(run.path):
-        _adopt(run, base_config, axes)
+        hosts.decide(lambda: _adopt(run, base_config, axes))
         planned = plan(points, axes, experts_dir, progress)
         lines = describe_plan(planned, points)
         print("\n".join(lines), file=sys.stderr, flush=True)
@@ -548,9 +548,10 @@ def run_sweep(
                     program, setups, group.model, directory, progress, vectorize=vectorize
                 )
                 method = base.get_method(program.lanes[0].method)
+                state = hosts.fetch(state)  # the lanes are sliced on the host
                 for i, cfg in enumerate(program.lanes):
                     sets[_distill_key(cfg)] = method.distilled(cfg, _lane(state, i))
-                    skipped[_distill_key(cfg)] = int(np.asarray(state.skipped)[i])
+                    skipped[_distill_key(cfg)] = int(state.skipped[i])
                 k += 1
             members = [p for p in points if _distill_key(p.config) in sets]
             for row, p in zip(
@@ -610,13 +611,14 @@ def choose(rows: Sequence[dict]) -> dict:
 
 def _report(run: report.RunDir, points, rows, axes, lines) -> dict:
     """Writes points.jsonl, sweep.md, sweep.png, chosen.json and summary.json."""
-    atomic_write_text(run.path / "points.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     best = choose(rows)
+    table = _table(rows, axes, best)
+    if run.writes:
+        atomic_write_text(run.path / "points.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(run.path / "sweep.md", "\n".join([*lines, "", table, ""]))
+        _plot(run.path / "sweep.png", rows, axes)
     # the chosen setting at its first point's seed
     run.write_json("chosen.json", points[best["points"][0]].config)
-    table = _table(rows, axes, best)
-    atomic_write_text(run.path / "sweep.md", "\n".join([*lines, "", table, ""]))
-    _plot(run.path / "sweep.png", rows, axes)
     summary = {
         "points": len(rows),
         "chosen": best,

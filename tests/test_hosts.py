@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -16,10 +17,10 @@ from jaxdd.errors import ConfigError
 # 4-seed evaluation whose runs axis spans all 4 devices.
 ARGS = [
     "distill",
-    "--max-train", "200", "--width", "4", "--ipc", "2",
-    "--syn-steps", "2", "--max-start-epoch", "2", "--current-max-start-epoch", "1",
-    "--eval-epochs", "5", "--seeds", "4", "--checkpoint-every", "2", "--set", "log_every=1",
-    "--set", "experts.num_experts=4", "--set", "experts.epochs=3",
+    "--max-train", "100", "--width", "4", "--ipc", "2",
+    "--syn-steps", "2", "--max-start-epoch", "1", "--current-max-start-epoch", "1",
+    "--eval-epochs", "2", "--seeds", "4", "--checkpoint-every", "2", "--set", "log_every=1",
+    "--set", "experts.num_experts=4", "--set", "experts.epochs=2",
     "--no-progress",
 ]  # fmt: skip
 
@@ -39,6 +40,10 @@ def _two_processes(args: list[str], tmp_path) -> None:
         "JAX_NUM_CPU_DEVICES": "2",
         "XLA_FLAGS": "",
         "TF_CPP_MIN_LOG_LEVEL": "3",
+        # The test session's compilation cache: the resumed run reads the first's programs.
+        "JAX_COMPILATION_CACHE_DIR": str(jax.config.jax_compilation_cache_dir or ""),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5",
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(jax.config.jax_compilation_cache_max_size),
     }
     logs = [tmp_path / f"process{pid}.log" for pid in (0, 1)]
     procs = []
